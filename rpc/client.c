@@ -20,7 +20,7 @@ struct rpc_client {
         rpc_client_opts opts;
         pthread_mutex_t mu;
         pthread_cond_t pipes_cv;
-        int pipes;             /* connected pipes, kept by the pipe notifier */
+        int pipes; /* connected pipes, kept by the pipe notifier */
         rpc_breaker breaker;
         uint64_t rng;
         _Atomic uint64_t seq;
@@ -88,8 +88,7 @@ rpc_client_open(const char *url, const rpc_client_opts *opts, rpc_client **ret_c
          * a pipe reconnects. Retries here are ours, made only for calls that may be retried,
          * so the timer is off unless asked for. */
         nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME,
-                          c->opts.resend_ms > 0 ? (nng_duration) c->opts.resend_ms
-                                                : NNG_DURATION_INFINITE);
+            c->opts.resend_ms > 0 ? (nng_duration) c->opts.resend_ms : NNG_DURATION_INFINITE);
         nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 20);
         nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 500);
         nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, pipe_event, c);
@@ -158,8 +157,8 @@ wait_connected(rpc_client *c, int64_t ms)
 
 /* One request/reply exchange of raw frames on a fresh context. */
 static rpc_status
-exchange(rpc_client *c, const uint8_t *frame, size_t len, int64_t timeout_ms,
-         nng_msg **ret_reply, char *errbuf, size_t errlen)
+exchange(rpc_client *c, const uint8_t *frame, size_t len, int64_t timeout_ms, nng_msg **ret_reply,
+    char *errbuf, size_t errlen)
 {
         nng_ctx ctx;
         nng_msg *msg = NULL;
@@ -174,8 +173,8 @@ exchange(rpc_client *c, const uint8_t *frame, size_t len, int64_t timeout_ms,
                 snprintf(errbuf, errlen, "client for %s is closed", c->url);
                 return RPC_CANCELLED;
         }
-        if ((rv = nng_msg_alloc(&msg, 0)) != 0 || (rv = nng_msg_append(msg, frame, len)) != 0 ||
-            (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
+        if ((rv = nng_msg_alloc(&msg, 0)) != 0 || (rv = nng_msg_append(msg, frame, len)) != 0
+            || (rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
                 nng_msg_free(msg);
                 nng_ctx_close(ctx);
                 snprintf(errbuf, errlen, "cannot build a request: %s", nng_strerror(rv));
@@ -207,7 +206,7 @@ exchange(rpc_client *c, const uint8_t *frame, size_t len, int64_t timeout_ms,
                 return RPC_OK;
         case NNG_ETIMEDOUT:
                 snprintf(errbuf, errlen, "no reply from %s within %lld ms", c->url,
-                         (long long) timeout_ms);
+                    (long long) timeout_ms);
                 return RPC_DEADLINE_EXCEEDED;
         case NNG_ECLOSED:
                 snprintf(errbuf, errlen, "client for %s is closed", c->url);
@@ -220,14 +219,14 @@ exchange(rpc_client *c, const uint8_t *frame, size_t len, int64_t timeout_ms,
 
 rpc_status
 rpc_client_send_frame(rpc_client *c, const uint8_t *frame, size_t len, int64_t timeout_ms,
-                      uint8_t **ret_frame, size_t *ret_len)
+    uint8_t **ret_frame, size_t *ret_len)
 {
         nng_msg *reply = NULL;
         char err[256];
         rpc_status st;
 
         st = exchange(c, frame, len, timeout_ms > 0 ? timeout_ms : c->opts.timeout_ms, &reply, err,
-                      sizeof(err));
+            sizeof(err));
         if (st != RPC_OK) {
                 return st;
         }
@@ -257,8 +256,7 @@ peer_failure(rpc_status st)
 
 rpc_status
 rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, size_t len,
-                    const rpc_call_opts *opts, uint8_t **ret_payload, size_t *ret_len,
-                    rpc_error *err)
+    const rpc_call_opts *opts, uint8_t **ret_payload, size_t *ret_len, rpc_error *err)
 {
         static const rpc_call_opts no_opts = { 0 };
         Mercato__Rpc__V1__Request req = MERCATO__RPC__V1__REQUEST__INIT;
@@ -277,14 +275,13 @@ rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, s
                 opts = &no_opts;
         }
         deadline = opts->deadline_unix_ms > 0
-                           ? opts->deadline_unix_ms
-                           : rpc_now_unix_ms() + (opts->timeout_ms > 0 ? opts->timeout_ms
-                                                                         : c->opts.timeout_ms);
-        retry = !opts->no_retry &&
-                (opts->idempotent ||
-                 (opts->idempotency_key != NULL && opts->idempotency_key[0] != '\0'));
+            ? opts->deadline_unix_ms
+            : rpc_now_unix_ms() + (opts->timeout_ms > 0 ? opts->timeout_ms : c->opts.timeout_ms);
+        retry = !opts->no_retry
+            && (opts->idempotent
+                || (opts->idempotency_key != NULL && opts->idempotency_key[0] != '\0'));
         snprintf(request_id, sizeof(request_id), "%d-%p-%llu", (int) getpid(), (void *) c,
-                 (unsigned long long) atomic_fetch_add(&c->seq, 1));
+            (unsigned long long) atomic_fetch_add(&c->seq, 1));
         req.method = (char *) method;
         req.payload.data = (uint8_t *) payload;
         req.payload.len = len;
@@ -338,7 +335,7 @@ rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, s
                 if (st == RPC_OK) {
                         Mercato__Rpc__V1__Reply *rep = NULL;
                         st = rpc_envelope_decode_reply(nng_msg_body(reply), nng_msg_len(reply),
-                                                       c->opts.recv_max, &rep, msg, sizeof(msg));
+                            c->opts.recv_max, &rep, msg, sizeof(msg));
                         nng_msg_free(reply);
                         if (st == RPC_OK) {
                                 st = rep->status != NULL ? rpc_status_from_wire(rep->status->code)
@@ -349,12 +346,12 @@ rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, s
                                         if (rep->payload.len > 0) {
                                                 *ret_payload = rpc_xmalloc(rep->payload.len);
                                                 memcpy(*ret_payload, rep->payload.data,
-                                                       rep->payload.len);
+                                                    rep->payload.len);
                                         }
                                 } else {
                                         snprintf(msg, sizeof(msg), "%s",
-                                                 rep->status->message != NULL ? rep->status->message
-                                                                              : "");
+                                            rep->status->message != NULL ? rep->status->message
+                                                                         : "");
                                 }
                                 protobuf_c_message_free_unpacked(&rep->base, NULL);
                         } else {
@@ -367,19 +364,20 @@ rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, s
                 if (st == RPC_OK) {
                         break;
                 }
-                if (!retry || attempts >= c->opts.max_attempts ||
-                    !(st == RPC_UNAVAILABLE || st == RPC_ABORTED || st == RPC_DEADLINE_EXCEEDED)) {
+                if (!retry || attempts >= c->opts.max_attempts
+                    || !(st == RPC_UNAVAILABLE || st == RPC_ABORTED
+                        || st == RPC_DEADLINE_EXCEEDED)) {
                         break;
                 }
                 pthread_mutex_lock(&c->mu);
-                int64_t delay = rpc_backoff_ms(attempts, c->opts.backoff_initial_ms,
-                                               c->opts.backoff_max_ms, &c->rng);
+                int64_t delay = rpc_backoff_ms(
+                    attempts, c->opts.backoff_initial_ms, c->opts.backoff_max_ms, &c->rng);
                 pthread_mutex_unlock(&c->mu);
                 if (delay >= rpc_deadline_remaining_ms(deadline, rpc_now_unix_ms())) {
                         break;
                 }
-                struct timespec ts = { .tv_sec = delay / 1000,
-                                       .tv_nsec = (long) (delay % 1000) * 1000000 };
+                struct timespec ts
+                    = { .tv_sec = delay / 1000, .tv_nsec = (long) (delay % 1000) * 1000000 };
                 nanosleep(&ts, NULL);
         }
         free(frame);
@@ -393,8 +391,8 @@ rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, s
 
 rpc_status
 rpc_client_call(rpc_client *c, const char *method, const ProtobufCMessage *req,
-                const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
-                const rpc_call_opts *opts, rpc_error *err)
+    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
+    const rpc_call_opts *opts, rpc_error *err)
 {
         uint8_t *payload;
         size_t len;

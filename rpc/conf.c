@@ -108,7 +108,7 @@ rpc_conf_parse(const char *text, size_t len, rpc_conf **ret_conf, char *errbuf, 
                 lineno++;
                 if (n >= sizeof(line)) {
                         snprintf(errbuf, errlen, "line %d: longer than %d bytes", lineno,
-                                 CONF_MAX_LINE - 1);
+                            CONF_MAX_LINE - 1);
                         goto fail;
                 }
                 memcpy(line, text + start, n);
@@ -124,8 +124,8 @@ rpc_conf_parse(const char *text, size_t len, rpc_conf **ret_conf, char *errbuf, 
                 if (*s == '[') {
                         char *close = strchr(s, ']');
                         if (close == NULL || *trim(close + 1) != '\0') {
-                                snprintf(errbuf, errlen, "line %d: malformed section header",
-                                         lineno);
+                                snprintf(
+                                    errbuf, errlen, "line %d: malformed section header", lineno);
                                 goto fail;
                         }
                         *close = '\0';
@@ -152,7 +152,7 @@ rpc_conf_parse(const char *text, size_t len, rpc_conf **ret_conf, char *errbuf, 
                 }
                 if (conf->n >= CONF_MAX_ENTRIES) {
                         snprintf(errbuf, errlen, "line %d: more than %d entries", lineno,
-                                 CONF_MAX_ENTRIES);
+                            CONF_MAX_ENTRIES);
                         goto fail;
                 }
                 rpc_conf_set(conf, section, key, value);

@@ -22,7 +22,8 @@ first_unknown_field(const ProtobufCMessage *msg)
                 }
                 if (f->label == PROTOBUF_C_LABEL_REPEATED) {
                         size_t n = *(const size_t *) (base + f->quantifier_offset);
-                        ProtobufCMessage *const *arr = *(ProtobufCMessage *const *const *) (base + f->offset);
+                        ProtobufCMessage *const *arr
+                            = *(ProtobufCMessage *const *const *) (base + f->offset);
                         for (size_t k = 0; k < n; k++) {
                                 uint32_t tag = first_unknown_field(arr[k]);
                                 if (tag != 0) {
@@ -30,7 +31,8 @@ first_unknown_field(const ProtobufCMessage *msg)
                                 }
                         }
                 } else {
-                        const ProtobufCMessage *sub = *(ProtobufCMessage *const *) (base + f->offset);
+                        const ProtobufCMessage *sub
+                            = *(ProtobufCMessage *const *) (base + f->offset);
                         if (sub != NULL) {
                                 uint32_t tag = first_unknown_field(sub);
                                 if (tag != 0) {
@@ -44,20 +46,19 @@ first_unknown_field(const ProtobufCMessage *msg)
 
 rpc_status
 rpc_payload_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
-                   ProtobufCMessage **ret_msg, char *errbuf, size_t errlen)
+    ProtobufCMessage **ret_msg, char *errbuf, size_t errlen)
 {
         ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, len, buf);
         uint32_t tag;
 
         if (msg == NULL) {
-                snprintf(errbuf, errlen, "malformed %s: not a valid protobuf encoding",
-                         desc->name);
+                snprintf(errbuf, errlen, "malformed %s: not a valid protobuf encoding", desc->name);
                 return RPC_INVALID_ARGUMENT;
         }
         tag = first_unknown_field(msg);
         if (tag != 0) {
                 snprintf(errbuf, errlen, "malformed %s: unknown field %u (wrong message type?)",
-                         desc->name, tag);
+                    desc->name, tag);
                 protobuf_c_message_free_unpacked(msg, NULL);
                 return RPC_INVALID_ARGUMENT;
         }
@@ -83,22 +84,22 @@ method_name_valid(const char *m)
 
 rpc_status
 rpc_envelope_decode_request(const uint8_t *buf, size_t len, size_t max_size,
-                            Mercato__Rpc__V1__Request **ret_req, char *errbuf, size_t errlen)
+    Mercato__Rpc__V1__Request **ret_req, char *errbuf, size_t errlen)
 {
         ProtobufCMessage *msg = NULL;
         rpc_status st;
 
         if (len > max_size) {
-                snprintf(errbuf, errlen, "request of %zu bytes exceeds the limit of %zu", len,
-                         max_size);
+                snprintf(
+                    errbuf, errlen, "request of %zu bytes exceeds the limit of %zu", len, max_size);
                 return RPC_RESOURCE_EXHAUSTED;
         }
         if (len == 0) {
                 snprintf(errbuf, errlen, "empty request: no method");
                 return RPC_INVALID_ARGUMENT;
         }
-        st = rpc_payload_unpack(&mercato__rpc__v1__request__descriptor, buf, len, &msg, errbuf,
-                                errlen);
+        st = rpc_payload_unpack(
+            &mercato__rpc__v1__request__descriptor, buf, len, &msg, errbuf, errlen);
         if (st != RPC_OK) {
                 return st;
         }
@@ -119,18 +120,18 @@ rpc_envelope_decode_request(const uint8_t *buf, size_t len, size_t max_size,
 
 rpc_status
 rpc_envelope_decode_reply(const uint8_t *buf, size_t len, size_t max_size,
-                          Mercato__Rpc__V1__Reply **ret_reply, char *errbuf, size_t errlen)
+    Mercato__Rpc__V1__Reply **ret_reply, char *errbuf, size_t errlen)
 {
         ProtobufCMessage *msg = NULL;
         rpc_status st;
 
         if (len > max_size) {
-                snprintf(errbuf, errlen, "reply of %zu bytes exceeds the limit of %zu", len,
-                         max_size);
+                snprintf(
+                    errbuf, errlen, "reply of %zu bytes exceeds the limit of %zu", len, max_size);
                 return RPC_RESOURCE_EXHAUSTED;
         }
-        st = rpc_payload_unpack(&mercato__rpc__v1__reply__descriptor, buf, len, &msg, errbuf,
-                                errlen);
+        st = rpc_payload_unpack(
+            &mercato__rpc__v1__reply__descriptor, buf, len, &msg, errbuf, errlen);
         if (st != RPC_OK) {
                 return st;
         }
@@ -150,8 +151,8 @@ rpc_pack(const ProtobufCMessage *msg, size_t *ret_len)
 }
 
 uint8_t *
-rpc_envelope_encode_reply(rpc_status st, const char *message, const uint8_t *payload,
-                          size_t payload_len, size_t *ret_len)
+rpc_envelope_encode_reply(
+    rpc_status st, const char *message, const uint8_t *payload, size_t payload_len, size_t *ret_len)
 {
         Mercato__Rpc__V1__Reply reply = MERCATO__RPC__V1__REPLY__INIT;
         Mercato__Rpc__V1__Status status = MERCATO__RPC__V1__STATUS__INIT;

@@ -8,12 +8,12 @@
 #include "rpc.h"
 
 typedef struct fault_rule {
-        char *pattern;           /* fnmatch glob over the full method name */
+        char *pattern; /* fnmatch glob over the full method name */
         rpc_fault_action action;
-        double probability;      /* 0..1 */
-        int64_t arg;             /* delay ms, or extra copies */
-        rpc_status status;       /* for FAIL */
-        _Atomic uint64_t seen;   /* requests matched so far: the n of the decision */
+        double probability;    /* 0..1 */
+        int64_t arg;           /* delay ms, or extra copies */
+        rpc_status status;     /* for FAIL */
+        _Atomic uint64_t seen; /* requests matched so far: the n of the decision */
 } fault_rule;
 
 struct rpc_faults {
@@ -42,7 +42,8 @@ parse_rule(char *text, fault_rule *r, char *errbuf, size_t errlen)
         char *save = NULL;
         char *end = NULL;
 
-        for (char *t = strtok_r(text, " \t:", &save); t != NULL; t = strtok_r(NULL, " \t:", &save)) {
+        for (char *t = strtok_r(text, " \t:", &save); t != NULL;
+             t = strtok_r(NULL, " \t:", &save)) {
                 if (n == 4) {
                         snprintf(errbuf, errlen, "fault rule has too many fields: '%s'", tok[0]);
                         return RPC_INVALID_ARGUMENT;
@@ -51,7 +52,7 @@ parse_rule(char *text, fault_rule *r, char *errbuf, size_t errlen)
         }
         if (n < 3) {
                 snprintf(errbuf, errlen,
-                         "fault rule needs PATTERN ACTION PROBABILITY [ARG], got %d field(s)", n);
+                    "fault rule needs PATTERN ACTION PROBABILITY [ARG], got %d field(s)", n);
                 return RPC_INVALID_ARGUMENT;
         }
         r->action = RPC_FAULT_NONE;
@@ -62,13 +63,14 @@ parse_rule(char *text, fault_rule *r, char *errbuf, size_t errlen)
         }
         if (r->action == RPC_FAULT_NONE) {
                 snprintf(errbuf, errlen, "unknown fault action '%s' (drop, delay, duplicate, fail)",
-                         tok[1]);
+                    tok[1]);
                 return RPC_INVALID_ARGUMENT;
         }
         errno = 0;
         r->probability = strtod(tok[2], &end);
         if (errno != 0 || *end != '\0' || !(r->probability >= 0.0 && r->probability <= 1.0)) {
-                snprintf(errbuf, errlen, "fault probability '%s' is not a number in [0, 1]", tok[2]);
+                snprintf(
+                    errbuf, errlen, "fault probability '%s' is not a number in [0, 1]", tok[2]);
                 return RPC_INVALID_ARGUMENT;
         }
         r->status = RPC_UNAVAILABLE;
@@ -86,7 +88,8 @@ parse_rule(char *text, fault_rule *r, char *errbuf, size_t errlen)
                 errno = 0;
                 long long v = strtoll(tok[3], &end, 10);
                 if (errno != 0 || *end != '\0' || v < 0 || v > 3600 * 1000) {
-                        snprintf(errbuf, errlen, "fault argument '%s' is not a count or ms", tok[3]);
+                        snprintf(
+                            errbuf, errlen, "fault argument '%s' is not a count or ms", tok[3]);
                         return RPC_INVALID_ARGUMENT;
                 }
                 r->arg = v;
@@ -104,8 +107,8 @@ parse_rule(char *text, fault_rule *r, char *errbuf, size_t errlen)
 }
 
 rpc_status
-rpc_faults_parse(const char *spec, uint64_t seed, rpc_faults **ret_faults, char *errbuf,
-                 size_t errlen)
+rpc_faults_parse(
+    const char *spec, uint64_t seed, rpc_faults **ret_faults, char *errbuf, size_t errlen)
 {
         rpc_faults *f = rpc_xcalloc(1, sizeof(*f));
         char *copy = rpc_xstrdup(spec != NULL ? spec : "");
@@ -135,7 +138,8 @@ rpc_faults_parse(const char *spec, uint64_t seed, rpc_faults **ret_faults, char 
 static double
 draw(uint64_t seed, size_t rule, uint64_t n)
 {
-        uint64_t s = seed ^ ((uint64_t) (rule + 1) * 0xd1b54a32d192ed03ULL) ^ (n * 0x9e3779b97f4a7c15ULL);
+        uint64_t s
+            = seed ^ ((uint64_t) (rule + 1) * 0xd1b54a32d192ed03ULL) ^ (n * 0x9e3779b97f4a7c15ULL);
         return (double) (rpc_rand_next(&s) >> 11) / 9007199254740992.0;
 }
 

@@ -21,25 +21,25 @@
  * from the wire is checked, not translated.
  */
 typedef enum rpc_status {
-        RPC_OK = 0,                   /* success */
-        RPC_CANCELLED = 1,            /* the caller gave up */
-        RPC_UNKNOWN = 2,              /* an error with no better code */
-        RPC_INVALID_ARGUMENT = 3,     /* the request is malformed or a field is invalid */
-        RPC_DEADLINE_EXCEEDED = 4,    /* the deadline passed before an answer */
-        RPC_NOT_FOUND = 5,            /* an id names nothing */
-        RPC_ALREADY_EXISTS = 6,       /* a unique key is taken */
-        RPC_PERMISSION_DENIED = 7,    /* not allowed */
-        RPC_RESOURCE_EXHAUSTED = 8,   /* too big, or out of a limited resource */
-        RPC_FAILED_PRECONDITION = 9,  /* the state does not allow it (stock, balance, ...) */
-        RPC_ABORTED = 10,             /* a concurrency conflict; retrying may succeed */
-        RPC_OUT_OF_RANGE = 11,        /* a value past its range, e.g. an int64 overflow */
-        RPC_UNIMPLEMENTED = 12,       /* no such method */
-        RPC_INTERNAL = 13,            /* a bug, or an invariant broke */
-        RPC_UNAVAILABLE = 14,         /* the peer or its database cannot be reached now */
-        RPC_DATA_LOSS = 15,           /* unrecoverable loss */
-        RPC_UNAUTHENTICATED = 16,     /* no credentials */
-        RPC_STATUS_MAX = 16,          /* the highest wire code */
-        RPC_DEFERRED = 100,           /* handler only: the reply comes later, see rpc_call_finish */
+        RPC_OK = 0,                  /* success */
+        RPC_CANCELLED = 1,           /* the caller gave up */
+        RPC_UNKNOWN = 2,             /* an error with no better code */
+        RPC_INVALID_ARGUMENT = 3,    /* the request is malformed or a field is invalid */
+        RPC_DEADLINE_EXCEEDED = 4,   /* the deadline passed before an answer */
+        RPC_NOT_FOUND = 5,           /* an id names nothing */
+        RPC_ALREADY_EXISTS = 6,      /* a unique key is taken */
+        RPC_PERMISSION_DENIED = 7,   /* not allowed */
+        RPC_RESOURCE_EXHAUSTED = 8,  /* too big, or out of a limited resource */
+        RPC_FAILED_PRECONDITION = 9, /* the state does not allow it (stock, balance, ...) */
+        RPC_ABORTED = 10,            /* a concurrency conflict; retrying may succeed */
+        RPC_OUT_OF_RANGE = 11,       /* a value past its range, e.g. an int64 overflow */
+        RPC_UNIMPLEMENTED = 12,      /* no such method */
+        RPC_INTERNAL = 13,           /* a bug, or an invariant broke */
+        RPC_UNAVAILABLE = 14,        /* the peer or its database cannot be reached now */
+        RPC_DATA_LOSS = 15,          /* unrecoverable loss */
+        RPC_UNAUTHENTICATED = 16,    /* no credentials */
+        RPC_STATUS_MAX = 16,         /* the highest wire code */
+        RPC_DEFERRED = 100,          /* handler only: the reply comes later, see rpc_call_finish */
 } rpc_status;
 
 /* Returns the code's upper-case gRPC name ("NOT_FOUND"), or "UNKNOWN" for a value outside
@@ -109,26 +109,23 @@ rpc_pb_freep(void *p)
  * protobuf_c_message_free_unpacked). On failure returns INVALID_ARGUMENT or
  * RESOURCE_EXHAUSTED and writes the reason into errbuf. */
 rpc_status rpc_envelope_decode_request(const uint8_t *buf, size_t len, size_t max_size,
-                                       Mercato__Rpc__V1__Request **ret_req, char *errbuf,
-                                       size_t errlen) RPC_WARN_UNUSED;
+    Mercato__Rpc__V1__Request **ret_req, char *errbuf, size_t errlen) RPC_WARN_UNUSED;
 
 /* Decodes a reply envelope. The same rules as for a request. */
 rpc_status rpc_envelope_decode_reply(const uint8_t *buf, size_t len, size_t max_size,
-                                     Mercato__Rpc__V1__Reply **ret_reply, char *errbuf,
-                                     size_t errlen) RPC_WARN_UNUSED;
+    Mercato__Rpc__V1__Reply **ret_reply, char *errbuf, size_t errlen) RPC_WARN_UNUSED;
 
 /* Unpacks a payload as the message type desc, strictly: unknown fields are refused, since
  * they mean the payload is of another type. Returns INVALID_ARGUMENT with the reason. */
 rpc_status rpc_payload_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
-                              size_t len, ProtobufCMessage **ret_msg, char *errbuf,
-                              size_t errlen) RPC_WARN_UNUSED;
+    size_t len, ProtobufCMessage **ret_msg, char *errbuf, size_t errlen) RPC_WARN_UNUSED;
 
 /* Packs a message into a fresh buffer that the caller frees. */
 uint8_t *rpc_pack(const ProtobufCMessage *msg, size_t *ret_len);
 
 /* Packs a reply envelope with the given status, message (may be NULL) and payload. */
 uint8_t *rpc_envelope_encode_reply(rpc_status st, const char *message, const uint8_t *payload,
-                                   size_t payload_len, size_t *ret_len);
+    size_t payload_len, size_t *ret_len);
 
 /*
  * Deadlines, backoff and the circuit breaker: small pure pieces the client is built from.
@@ -156,12 +153,12 @@ typedef enum rpc_breaker_state {
 
 typedef struct rpc_breaker {
         rpc_breaker_state state;
-        int failures;          /* consecutive failures while closed */
-        int threshold;         /* failures that open the breaker */
-        int64_t cooldown_ms;   /* how long it stays open */
-        int64_t opened_at_ms;  /* monotonic */
-        bool probe_in_flight;  /* half-open: the one probe is out */
-        uint64_t rejected;     /* calls refused while open */
+        int failures;         /* consecutive failures while closed */
+        int threshold;        /* failures that open the breaker */
+        int64_t cooldown_ms;  /* how long it stays open */
+        int64_t opened_at_ms; /* monotonic */
+        bool probe_in_flight; /* half-open: the one probe is out */
+        uint64_t rejected;    /* calls refused while open */
 } rpc_breaker;
 
 /* Initializes a closed breaker. Not thread-safe by itself; the client locks around it. */
@@ -211,8 +208,8 @@ typedef struct rpc_faults rpc_faults;
 
 /* Parses a spec. An empty or NULL spec gives a valid set with no rules. On a syntax error
  * returns INVALID_ARGUMENT and explains it in errbuf. */
-rpc_status rpc_faults_parse(const char *spec, uint64_t seed, rpc_faults **ret_faults,
-                            char *errbuf, size_t errlen) RPC_WARN_UNUSED;
+rpc_status rpc_faults_parse(const char *spec, uint64_t seed, rpc_faults **ret_faults, char *errbuf,
+    size_t errlen) RPC_WARN_UNUSED;
 
 /* Decides the fault for one request to method. Thread-safe. */
 rpc_fault_decision rpc_faults_decide(rpc_faults *f, const char *method);
@@ -233,30 +230,32 @@ typedef struct rpc_call rpc_call;
  * allocated and initialized; it fills the response and returns a status. Anything it hangs
  * off the response must come from rpc_call_alloc/rpc_call_strdup, which is freed with the
  * call. To reply later, it returns RPC_DEFERRED and someone calls rpc_call_finish. */
-typedef rpc_status (*rpc_handler_fn)(rpc_call *call, const ProtobufCMessage *req,
-                                     ProtobufCMessage *resp);
+typedef rpc_status (*rpc_handler_fn)(
+    rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp);
 
 enum {
         RPC_METHOD_IDEMPOTENT = 1 << 0, /* safe to retry without an idempotency key */
 };
 
 typedef struct rpc_method {
-        const char *name;                          /* the method's short name, "GetProduct" */
-        rpc_handler_fn handler;                    /* never NULL */
-        const ProtobufCMessageDescriptor *input;   /* checked against the service descriptor */
-        const ProtobufCMessageDescriptor *output;  /* checked against the service descriptor */
-        unsigned flags;                            /* RPC_METHOD_* */
+        const char *name;                         /* the method's short name, "GetProduct" */
+        rpc_handler_fn handler;                   /* never NULL */
+        const ProtobufCMessageDescriptor *input;  /* checked against the service descriptor */
+        const ProtobufCMessageDescriptor *output; /* checked against the service descriptor */
+        unsigned flags;                           /* RPC_METHOD_* */
 } rpc_method;
 
 /* Declares a typed handler `static rpc_status fn(rpc_call *, const Req *, Resp *)` and the
  * untyped trampoline the method table holds. Use RPC_METHOD_ENTRY to list it. */
 #define RPC_HANDLER(fn, Req, Resp)                                                                 \
-        static rpc_status fn##_typed(rpc_call *call, const Req *req, Resp *resp);                  \
+        static rpc_status fn##_typed(rpc_call *call __attribute__((unused)),                       \
+            const Req *req __attribute__((unused)), Resp *resp);                                   \
         static rpc_status fn(rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage *resp)  \
         {                                                                                          \
                 return fn##_typed(call, (const Req *) req, (Resp *) resp);                         \
         }                                                                                          \
-        static rpc_status fn##_typed(rpc_call *call, const Req *req, Resp *resp)
+        static rpc_status fn##_typed(rpc_call *call __attribute__((unused)),                       \
+            const Req *req __attribute__((unused)), Resp *resp)
 
 #define RPC_METHOD_ENTRY(method, fn, in_desc, out_desc, fl)                                        \
         {                                                                                          \
@@ -265,16 +264,16 @@ typedef struct rpc_method {
         }
 
 typedef struct rpc_server_opts {
-        const char *name;        /* the service's name, reported by Health */
-        int workers;             /* threads that run handlers; 0 means 4 */
-        int contexts;            /* nng REP contexts: requests in flight, deferred included;
+        const char *name; /* the service's name, reported by Health */
+        int workers;      /* threads that run handlers; 0 means 4 */
+        int contexts;     /* nng REP contexts: requests in flight, deferred included;
                                     0 means 8 x workers */
-        size_t recv_max;         /* largest request accepted, bytes; 0 means 1 MiB */
+        size_t recv_max;  /* largest request accepted, bytes; 0 means 1 MiB */
         void *(*worker_init)(void *arg, int index); /* per-worker state, e.g. a connection */
         void (*worker_fini)(void *arg, void *state);
-        void *arg;               /* passed to worker_init and worker_fini */
-        rpc_faults *faults;      /* borrowed; may be NULL */
-        int64_t drain_ms;        /* how long stop waits for calls in flight; 0 means 10 s */
+        void *arg;          /* passed to worker_init and worker_fini */
+        rpc_faults *faults; /* borrowed; may be NULL */
+        int64_t drain_ms;   /* how long stop waits for calls in flight; 0 means 10 s */
 } rpc_server_opts;
 
 /* Creates a server with the standard service (Health, ListMethods, Stats) registered. */
@@ -284,12 +283,11 @@ rpc_status rpc_server_new(const rpc_server_opts *opts, rpc_server **ret_srv) RPC
  * input and output types match the descriptor's; otherwise returns INVALID_ARGUMENT and
  * says which method is wrong in errbuf. Call before rpc_server_start. */
 rpc_status rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *desc,
-                                  const rpc_method *methods, size_t n_methods, char *errbuf,
-                                  size_t errlen) RPC_WARN_UNUSED;
+    const rpc_method *methods, size_t n_methods, char *errbuf, size_t errlen) RPC_WARN_UNUSED;
 
 /* Listens on an nng URL (tcp://, ipc://, inproc://). May be called more than once. */
-rpc_status rpc_server_listen(rpc_server *srv, const char *url, char *errbuf,
-                             size_t errlen) RPC_WARN_UNUSED;
+rpc_status rpc_server_listen(
+    rpc_server *srv, const char *url, char *errbuf, size_t errlen) RPC_WARN_UNUSED;
 
 /* Starts the workers and the receiving contexts. */
 rpc_status rpc_server_start(rpc_server *srv) RPC_WARN_UNUSED;
@@ -305,11 +303,11 @@ void rpc_server_free(rpc_server *srv);
 int rpc_server_inflight(rpc_server *srv);
 
 /* Per-call accessors. Strings are owned by the call and valid until it finishes. */
-void *rpc_call_worker(rpc_call *call);              /* the worker's state; NULL once deferred */
+void *rpc_call_worker(rpc_call *call); /* the worker's state; NULL once deferred */
 const char *rpc_call_method(const rpc_call *call);
 const char *rpc_call_request_id(const rpc_call *call);
 const char *rpc_call_trace_id(const rpc_call *call);
-const char *rpc_call_idempotency_key(const rpc_call *call); /* "" if none */
+const char *rpc_call_idempotency_key(const rpc_call *call);           /* "" if none */
 const char *rpc_call_metadata(const rpc_call *call, const char *key); /* NULL if absent */
 int64_t rpc_call_deadline_unix_ms(const rpc_call *call);              /* 0 if none */
 bool rpc_call_is_duplicate(const rpc_call *call); /* a copy made by a duplicate fault rule */
@@ -319,12 +317,13 @@ void *rpc_call_alloc(rpc_call *call, size_t n);
 char *rpc_call_strdup(rpc_call *call, const char *s);
 
 /* Sets the message that goes with a non-OK status. */
-void rpc_call_set_message(rpc_call *call, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rpc_call_set_message(rpc_call *call, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Returns the status after setting the message: `return rpc_call_error(call, RPC_NOT_FOUND,
  * "no product %lld", id);` */
 rpc_status rpc_call_error(rpc_call *call, rpc_status st, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* The response message of a call, for a deferred reply to fill. */
 ProtobufCMessage *rpc_call_response(rpc_call *call);
@@ -352,25 +351,25 @@ typedef struct rpc_client_opts {
 } rpc_client_opts;
 
 typedef struct rpc_call_opts {
-        int64_t timeout_ms;           /* 0: the client's default */
-        int64_t deadline_unix_ms;     /* if set, the absolute deadline (propagated); wins */
-        bool idempotent;              /* may be retried */
-        const char *idempotency_key;  /* may be retried; the server deduplicates on it */
-        const char *trace_id;         /* NULL: a fresh one */
-        const char *const *metadata;  /* key, value, key, value, ..., NULL */
-        bool no_retry;                /* one attempt, whatever else is set */
+        int64_t timeout_ms;          /* 0: the client's default */
+        int64_t deadline_unix_ms;    /* if set, the absolute deadline (propagated); wins */
+        bool idempotent;             /* may be retried */
+        const char *idempotency_key; /* may be retried; the server deduplicates on it */
+        const char *trace_id;        /* NULL: a fresh one */
+        const char *const *metadata; /* key, value, key, value, ..., NULL */
+        bool no_retry;               /* one attempt, whatever else is set */
 } rpc_call_opts;
 
 typedef struct rpc_error {
         rpc_status code;
-        int attempts;       /* how many times the request went out */
+        int attempts; /* how many times the request went out */
         char message[256];
 } rpc_error;
 
 /* Opens a client for one peer. The connection is made in the background and kept; the
  * client is safe to use from many threads at once. */
-rpc_status rpc_client_open(const char *url, const rpc_client_opts *opts,
-                           rpc_client **ret_client) RPC_WARN_UNUSED;
+rpc_status rpc_client_open(
+    const char *url, const rpc_client_opts *opts, rpc_client **ret_client) RPC_WARN_UNUSED;
 
 /* Closes and frees. Accepts NULL. */
 void rpc_client_free(rpc_client *c);
@@ -378,28 +377,26 @@ void rpc_client_free(rpc_client *c);
 /* Calls a method with raw payload bytes. On OK, *ret_payload (malloc'd, may be NULL for an
  * empty reply) and *ret_len hold the reply payload. On failure err (may be NULL) says why. */
 rpc_status rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload,
-                               size_t len, const rpc_call_opts *opts, uint8_t **ret_payload,
-                               size_t *ret_len, rpc_error *err) RPC_WARN_UNUSED;
+    size_t len, const rpc_call_opts *opts, uint8_t **ret_payload, size_t *ret_len,
+    rpc_error *err) RPC_WARN_UNUSED;
 
 /* Calls a method with typed messages. On OK, *ret_resp owns the unpacked reply. */
 rpc_status rpc_client_call(rpc_client *c, const char *method, const ProtobufCMessage *req,
-                           const ProtobufCMessageDescriptor *resp_desc,
-                           ProtobufCMessage **ret_resp, const rpc_call_opts *opts,
-                           rpc_error *err) RPC_WARN_UNUSED;
+    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
+    const rpc_call_opts *opts, rpc_error *err) RPC_WARN_UNUSED;
 
 /* Sends raw bytes as a whole request frame and returns the raw reply frame: for tests of
  * hostile input. */
 rpc_status rpc_client_send_frame(rpc_client *c, const uint8_t *frame, size_t len,
-                                 int64_t timeout_ms, uint8_t **ret_frame,
-                                 size_t *ret_len) RPC_WARN_UNUSED;
+    int64_t timeout_ms, uint8_t **ret_frame, size_t *ret_len) RPC_WARN_UNUSED;
 
 /* The breaker's state, for Stats and tests. */
 rpc_breaker_state rpc_client_breaker_state(rpc_client *c);
 
 /* The full method name "/pkg.Service/Method" for a service descriptor and method index,
  * in a static-lifetime buffer owned by the caller. */
-void rpc_method_fullname(const ProtobufCServiceDescriptor *svc, unsigned index, char *buf,
-                         size_t len);
+void rpc_method_fullname(
+    const ProtobufCServiceDescriptor *svc, unsigned index, char *buf, size_t len);
 
 /*
  * Topology and configuration
@@ -419,12 +416,12 @@ void rpc_method_fullname(const ProtobufCServiceDescriptor *svc, unsigned index, 
 typedef struct rpc_conf rpc_conf;
 
 /* Parses text. On a syntax error returns INVALID_ARGUMENT with the line in errbuf. */
-rpc_status rpc_conf_parse(const char *text, size_t len, rpc_conf **ret_conf, char *errbuf,
-                          size_t errlen) RPC_WARN_UNUSED;
+rpc_status rpc_conf_parse(
+    const char *text, size_t len, rpc_conf **ret_conf, char *errbuf, size_t errlen) RPC_WARN_UNUSED;
 
 /* Reads and parses a file. NOT_FOUND if it cannot be read. */
-rpc_status rpc_conf_load(const char *path, rpc_conf **ret_conf, char *errbuf,
-                         size_t errlen) RPC_WARN_UNUSED;
+rpc_status rpc_conf_load(
+    const char *path, rpc_conf **ret_conf, char *errbuf, size_t errlen) RPC_WARN_UNUSED;
 
 /* An empty configuration. */
 rpc_conf *rpc_conf_new(void);
@@ -433,8 +430,7 @@ rpc_conf *rpc_conf_new(void);
 const char *rpc_conf_get(const rpc_conf *conf, const char *section, const char *key);
 
 /* The same, parsed as an integer; def when missing or not an integer. */
-int64_t rpc_conf_get_int(const rpc_conf *conf, const char *section, const char *key,
-                         int64_t def);
+int64_t rpc_conf_get_int(const rpc_conf *conf, const char *section, const char *key, int64_t def);
 
 /* Sets (or replaces) section.key. */
 void rpc_conf_set(rpc_conf *conf, const char *section, const char *key, const char *value);

@@ -63,7 +63,7 @@ typedef struct srv_ctx {
         nng_aio *aio;       /* receive and send */
         nng_aio *sleep_aio; /* delay faults */
         ctx_state state;
-        rpc_call *delayed;  /* the call a delay fault holds */
+        rpc_call *delayed; /* the call a delay fault holds */
 } srv_ctx;
 
 typedef struct arena_block {
@@ -73,20 +73,20 @@ typedef struct arena_block {
 
 struct rpc_call {
         rpc_server *srv;
-        srv_ctx *sctx;                   /* NULL for a copy made by a duplicate fault */
-        uint8_t *frame;                  /* the request envelope as received */
+        srv_ctx *sctx;  /* NULL for a copy made by a duplicate fault */
+        uint8_t *frame; /* the request envelope as received */
         size_t frame_len;
-        Mercato__Rpc__V1__Request *req;  /* decoded envelope */
+        Mercato__Rpc__V1__Request *req; /* decoded envelope */
         method_entry *method;
         ProtobufCMessage *in;
         ProtobufCMessage *out;
-        void *worker;                    /* set while a handler runs */
+        void *worker; /* set while a handler runs */
         arena_block *arena;
         char *message;
         int64_t start_us;
-        bool faulted;                    /* the fault decision has been made */
+        bool faulted; /* the fault decision has been made */
         bool duplicate;
-        rpc_call *next;                  /* queue link */
+        rpc_call *next; /* queue link */
 };
 
 struct rpc_server {
@@ -423,8 +423,8 @@ call_finish(rpc_call *call, rpc_status st)
                 uint64_t us = (uint64_t) (rpc_now_mono_us() - call->start_us);
                 stats_record(&call->method->stats, us, st != RPC_OK);
         }
-        frame = rpc_envelope_encode_reply(st, st == RPC_OK ? "" : call->message, payload,
-                                          payload_len, &frame_len);
+        frame = rpc_envelope_encode_reply(
+            st, st == RPC_OK ? "" : call->message, payload, payload_len, &frame_len);
         free(payload);
         if (c != NULL) {
                 nng_msg *msg = NULL;
@@ -539,8 +539,8 @@ call_run(rpc_call *call, void *worker)
         rpc_status st;
 
         if (call->req == NULL) {
-                st = rpc_envelope_decode_request(call->frame, call->frame_len,
-                                                 srv->opts.recv_max, &call->req, err, sizeof(err));
+                st = rpc_envelope_decode_request(
+                    call->frame, call->frame_len, srv->opts.recv_max, &call->req, err, sizeof(err));
                 if (st != RPC_OK) {
                         atomic_fetch_add(&srv->bad_requests, 1);
                         rpc_call_set_message(call, "%s", err);
@@ -569,7 +569,7 @@ call_run(rpc_call *call, void *worker)
                 return;
         }
         st = rpc_payload_unpack(call->method->input, call->req->payload.data,
-                                call->req->payload.len, &call->in, err, sizeof(err));
+            call->req->payload.len, &call->in, err, sizeof(err));
         if (st != RPC_OK) {
                 rpc_call_set_message(call, "%s", err);
                 call_finish(call, st);
@@ -693,8 +693,8 @@ RPC_HANDLER(std_health, Mercato__Rpc__V1__HealthRequest, Mercato__Rpc__V1__Healt
         return RPC_OK;
 }
 
-RPC_HANDLER(std_list_methods, Mercato__Rpc__V1__ListMethodsRequest,
-            Mercato__Rpc__V1__ListMethodsResponse)
+RPC_HANDLER(
+    std_list_methods, Mercato__Rpc__V1__ListMethodsRequest, Mercato__Rpc__V1__ListMethodsResponse)
 {
         rpc_server *srv = call->srv;
 
@@ -741,13 +741,12 @@ RPC_HANDLER(std_stats, Mercato__Rpc__V1__StatsRequest, Mercato__Rpc__V1__StatsRe
 
 static const rpc_method std_methods[] = {
         RPC_METHOD_ENTRY("Health", std_health, mercato__rpc__v1__health_request__descriptor,
-                         mercato__rpc__v1__health_response__descriptor, RPC_METHOD_IDEMPOTENT),
+            mercato__rpc__v1__health_response__descriptor, RPC_METHOD_IDEMPOTENT),
         RPC_METHOD_ENTRY("ListMethods", std_list_methods,
-                         mercato__rpc__v1__list_methods_request__descriptor,
-                         mercato__rpc__v1__list_methods_response__descriptor,
-                         RPC_METHOD_IDEMPOTENT),
+            mercato__rpc__v1__list_methods_request__descriptor,
+            mercato__rpc__v1__list_methods_response__descriptor, RPC_METHOD_IDEMPOTENT),
         RPC_METHOD_ENTRY("Stats", std_stats, mercato__rpc__v1__stats_request__descriptor,
-                         mercato__rpc__v1__stats_response__descriptor, RPC_METHOD_IDEMPOTENT),
+            mercato__rpc__v1__stats_response__descriptor, RPC_METHOD_IDEMPOTENT),
 };
 
 /* --- the server --- */
@@ -785,8 +784,7 @@ rpc_server_new(const rpc_server_opts *opts, rpc_server **ret_srv)
          * RESOURCE_EXHAUSTED; beyond that nng drops the connection. */
         nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, srv->opts.recv_max * 2);
         st = rpc_server_add_service(srv, &mercato__rpc__v1__standard_service__descriptor,
-                                    std_methods, sizeof(std_methods) / sizeof(std_methods[0]),
-                                    err, sizeof(err));
+            std_methods, sizeof(std_methods) / sizeof(std_methods[0]), err, sizeof(err));
         if (st != RPC_OK) {
                 rpc_server_free(srv);
                 return st;
@@ -803,11 +801,11 @@ method_cmp(const void *a, const void *b)
 
 rpc_status
 rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *desc,
-                       const rpc_method *methods, size_t n_methods, char *errbuf, size_t errlen)
+    const rpc_method *methods, size_t n_methods, char *errbuf, size_t errlen)
 {
         if (srv->started) {
                 snprintf(errbuf, errlen, "%s: services must be added before the server starts",
-                         desc->name);
+                    desc->name);
                 return RPC_FAILED_PRECONDITION;
         }
         /* Every table entry names a method of the descriptor, once, with its types. */
@@ -817,7 +815,7 @@ rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *desc,
 
                 if (m->name == NULL || m->handler == NULL) {
                         snprintf(errbuf, errlen, "%s: entry %zu has no name or no handler",
-                                 desc->name, i);
+                            desc->name, i);
                         return RPC_INVALID_ARGUMENT;
                 }
                 for (unsigned k = 0; k < desc->n_methods; k++) {
@@ -831,15 +829,14 @@ rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *desc,
                 }
                 if (md->input != m->input || md->output != m->output) {
                         snprintf(errbuf, errlen, "%s/%s: handler types %s -> %s, want %s -> %s",
-                                 desc->name, m->name, m->input ? m->input->name : "?",
-                                 m->output ? m->output->name : "?", md->input->name,
-                                 md->output->name);
+                            desc->name, m->name, m->input ? m->input->name : "?",
+                            m->output ? m->output->name : "?", md->input->name, md->output->name);
                         return RPC_INVALID_ARGUMENT;
                 }
                 for (size_t j = 0; j < i; j++) {
                         if (strcmp(methods[j].name, m->name) == 0) {
-                                snprintf(errbuf, errlen, "%s/%s: more than one handler",
-                                         desc->name, m->name);
+                                snprintf(errbuf, errlen, "%s/%s: more than one handler", desc->name,
+                                    m->name);
                                 return RPC_INVALID_ARGUMENT;
                         }
                 }
@@ -851,8 +848,8 @@ rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *desc,
                         found = found || strcmp(desc->methods[k].name, methods[i].name) == 0;
                 }
                 if (!found) {
-                        snprintf(errbuf, errlen, "%s/%s: no handler", desc->name,
-                                 desc->methods[k].name);
+                        snprintf(
+                            errbuf, errlen, "%s/%s: no handler", desc->name, desc->methods[k].name);
                         return RPC_INVALID_ARGUMENT;
                 }
         }
@@ -866,7 +863,8 @@ rpc_server_add_service(rpc_server *srv, const ProtobufCServiceDescriptor *desc,
                         }
                 }
         }
-        srv->methods = rpc_xrealloc(srv->methods, (srv->n_methods + n_methods) * sizeof(method_entry));
+        srv->methods
+            = rpc_xrealloc(srv->methods, (srv->n_methods + n_methods) * sizeof(method_entry));
         for (size_t i = 0; i < n_methods; i++) {
                 method_entry *e = &srv->methods[srv->n_methods++];
                 char name[512];
@@ -921,9 +919,9 @@ rpc_server_start(rpc_server *srv)
         for (int i = 0; i < srv->opts.contexts; i++) {
                 srv_ctx *c = &srv->ctxs[i];
                 c->srv = srv;
-                if (nng_aio_alloc(&c->aio, ctx_cb, c) != 0 ||
-                    nng_aio_alloc(&c->sleep_aio, ctx_sleep_cb, c) != 0 ||
-                    nng_ctx_open(&c->ctx, srv->sock) != 0) {
+                if (nng_aio_alloc(&c->aio, ctx_cb, c) != 0
+                    || nng_aio_alloc(&c->sleep_aio, ctx_sleep_cb, c) != 0
+                    || nng_ctx_open(&c->ctx, srv->sock) != 0) {
                         nng_aio_free(c->aio);
                         nng_aio_free(c->sleep_aio);
                         c->aio = NULL;
