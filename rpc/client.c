@@ -238,11 +238,12 @@ rpc_client_send_frame(rpc_client *c, const uint8_t *frame, size_t len, int64_t t
 }
 
 static void
-set_error(rpc_error *err, rpc_status st, int attempts, const char *msg)
+set_error(rpc_error *err, rpc_status st, int attempts, bool transport, const char *msg)
 {
         if (err != NULL) {
                 err->code = st;
                 err->attempts = attempts;
+                err->transport = transport;
                 snprintf(err->message, sizeof(err->message), "%s", msg);
         }
 }
@@ -268,6 +269,7 @@ rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, s
         size_t frame_len;
         int64_t deadline;
         bool retry;
+        bool transport = false; /* the last attempt got no reply */
         int attempts = 0;
         rpc_status st = RPC_UNKNOWN;
 
@@ -317,6 +319,7 @@ rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, s
 
                 if (remaining <= 0) {
                         if (attempts == 0 || st == RPC_UNKNOWN) {
+                                transport = true;
                                 st = RPC_DEADLINE_EXCEEDED;
                                 snprintf(msg, sizeof(msg), "deadline passed before the call");
                         }
@@ -326,12 +329,14 @@ rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, s
                 allowed = rpc_breaker_allow(&c->breaker, rpc_now_mono_ms());
                 pthread_mutex_unlock(&c->mu);
                 if (!allowed) {
+                        transport = true;
                         st = RPC_UNAVAILABLE;
                         snprintf(msg, sizeof(msg), "circuit breaker for %s is open", c->url);
                         break;
                 }
                 attempts++;
                 st = exchange(c, frame, frame_len, remaining, &reply, msg, sizeof(msg));
+                transport = st != RPC_OK;
                 if (st == RPC_OK) {
                         Mercato__Rpc__V1__Reply *rep = NULL;
                         st = rpc_envelope_decode_reply(nng_msg_body(reply), nng_msg_len(reply),
@@ -382,9 +387,9 @@ rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, s
         }
         free(frame);
         if (st != RPC_OK) {
-                set_error(err, st, attempts, msg);
+                set_error(err, st, attempts, transport, msg);
         } else if (err != NULL) {
-                set_error(err, RPC_OK, attempts, "");
+                set_error(err, RPC_OK, attempts, false, "");
         }
         return st;
 }
@@ -410,7 +415,7 @@ rpc_client_call(rpc_client *c, const char *method, const ProtobufCMessage *req,
         st = rpc_payload_unpack(resp_desc, reply, reply_len, ret_resp, msg, sizeof(msg));
         free(reply);
         if (st != RPC_OK) {
-                set_error(err, RPC_INTERNAL, err != NULL ? err->attempts : 1, msg);
+                set_error(err, RPC_INTERNAL, err != NULL ? err->attempts : 1, false, msg);
                 return RPC_INTERNAL;
         }
         return RPC_OK;

@@ -362,7 +362,9 @@ typedef struct rpc_call_opts {
 
 typedef struct rpc_error {
         rpc_status code;
-        int attempts; /* how many times the request went out */
+        int attempts;   /* how many times the request went out */
+        bool transport; /* no reply came: the peer was not reached, did not answer in time,
+                           or its breaker is open; false when the server answered */
         char message[256];
 } rpc_error;
 

@@ -80,7 +80,9 @@ struct rpc_call {
         method_entry *method;
         ProtobufCMessage *in;
         ProtobufCMessage *out;
-        void *worker; /* set while a handler runs */
+        _Atomic(void *) worker; /* set while a handler runs */
+        _Atomic int refs;       /* the handler's and the finisher's */
+        bool sent;              /* the reply went to nng; its send ends the count */
         arena_block *arena;
         char *message;
         int64_t start_us;
@@ -103,6 +105,8 @@ struct rpc_server {
         pthread_t *threads;
         int n_threads;
         pthread_mutex_t mu;
+        pthread_mutex_t io_mu; /* recursive; orders context operations against the close */
+        bool io_closed;        /* no context operation may start: the socket is closing */
         pthread_cond_t queue_cv;
         pthread_cond_t drain_cv;
         rpc_call *head;
@@ -114,6 +118,7 @@ struct rpc_server {
 };
 
 static void ctx_recv(srv_ctx *c);
+static void ctx_send(srv_ctx *c);
 static void call_finish(rpc_call *call, rpc_status st);
 
 /* --- statistics --- */
@@ -239,6 +244,8 @@ call_new(rpc_server *srv, srv_ctx *sctx, const uint8_t *frame, size_t len)
         memcpy(call->frame, frame, len);
         call->frame_len = len;
         call->start_us = rpc_now_mono_us();
+        atomic_init(&call->refs, 1);
+        atomic_init(&call->worker, NULL);
         pthread_mutex_lock(&srv->mu);
         srv->inflight++;
         pthread_mutex_unlock(&srv->mu);
@@ -286,6 +293,16 @@ static void
 call_free(rpc_call *call)
 {
         call_release(call, true);
+}
+
+/* Drops a reference. A handler that defers and the thread that finishes its call each hold
+ * one, so neither frees the call under the other. */
+static void
+call_unref(rpc_call *call)
+{
+        if (atomic_fetch_sub(&call->refs, 1) == 1) {
+                call_release(call, !call->sent);
+        }
 }
 
 void *
@@ -338,7 +355,7 @@ rpc_call_error(rpc_call *call, rpc_status st, const char *fmt, ...)
 void *
 rpc_call_worker(rpc_call *call)
 {
-        return call->worker;
+        return atomic_load(&call->worker);
 }
 
 const char *
@@ -430,11 +447,11 @@ call_finish(rpc_call *call, rpc_status st)
                 nng_msg *msg = NULL;
                 if (nng_msg_alloc(&msg, 0) == 0 && nng_msg_append(msg, frame, frame_len) == 0) {
                         nng_aio_set_msg(c->aio, msg);
-                        c->state = CTX_SEND;
                         call->sctx = NULL;
+                        call->sent = true;
                         free(frame);
-                        call_release(call, false);
-                        nng_ctx_send(c->ctx, c->aio);
+                        call_unref(call);
+                        ctx_send(c);
                         return;
                 }
                 if (msg != NULL) {
@@ -443,12 +460,12 @@ call_finish(rpc_call *call, rpc_status st)
                 /* Out of memory in nng: no reply; the context goes back to receiving. */
                 free(frame);
                 call->sctx = NULL;
-                call_free(call);
+                call_unref(call);
                 ctx_recv(c);
                 return;
         }
         free(frame);
-        call_free(call);
+        call_unref(call);
 }
 
 /* Ends a call with no reply at all: a drop fault. The context goes back to receiving. */
@@ -461,7 +478,7 @@ call_drop(rpc_call *call)
                 stats_record(&call->method->stats, 0, true);
         }
         call->sctx = NULL;
-        call_free(call);
+        call_unref(call);
         if (c != NULL) {
                 ctx_recv(c);
         }
@@ -577,14 +594,15 @@ call_run(rpc_call *call, void *worker)
         }
         call->out = rpc_call_alloc(call, call->method->output->sizeof_message);
         protobuf_c_message_init(call->method->output, call->out);
-        call->worker = worker;
+        atomic_store(&call->refs, 2);
+        atomic_store(&call->worker, worker);
         st = call->method->handler(call, call->in, call->out);
-        if (st == RPC_DEFERRED) {
-                /* The call may already be finished and freed by another thread. */
-                return;
+        atomic_store(&call->worker, NULL);
+        if (st != RPC_DEFERRED) {
+                call_finish(call, st);
         }
-        call->worker = NULL;
-        call_finish(call, st);
+        /* A deferred call may be finished already; the last reference frees it. */
+        call_unref(call);
 }
 
 static void *
@@ -616,8 +634,34 @@ worker_main(void *arg)
 static void
 ctx_recv(srv_ctx *c)
 {
-        c->state = CTX_RECV;
-        nng_ctx_recv(c->ctx, c->aio);
+        pthread_mutex_lock(&c->srv->io_mu);
+        if (!c->srv->io_closed) {
+                c->state = CTX_RECV;
+                nng_ctx_recv(c->ctx, c->aio);
+        }
+        pthread_mutex_unlock(&c->srv->io_mu);
+}
+
+/* Sends the reply held by the context's aio; after the close it is dropped instead, since
+ * nng must not see a context of a closed socket. */
+static void
+ctx_send(srv_ctx *c)
+{
+        rpc_server *srv = c->srv;
+        bool sent = false;
+
+        pthread_mutex_lock(&srv->io_mu);
+        if (!srv->io_closed) {
+                c->state = CTX_SEND;
+                nng_ctx_send(c->ctx, c->aio);
+                sent = true;
+        }
+        pthread_mutex_unlock(&srv->io_mu);
+        if (!sent) {
+                nng_msg_free(nng_aio_get_msg(c->aio));
+                nng_aio_set_msg(c->aio, NULL);
+                inflight_done(srv);
+        }
 }
 
 static void
@@ -647,7 +691,7 @@ ctx_cb(void *arg)
                         nng_msg_free(nng_aio_get_msg(c->aio));
                 }
                 inflight_done(c->srv);
-                if (rv == NNG_ECLOSED) {
+                if (rv == NNG_ECLOSED || atomic_load(&c->srv->stopping)) {
                         return;
                 }
                 ctx_recv(c);
@@ -771,6 +815,11 @@ rpc_server_new(const rpc_server_opts *opts, rpc_server **ret_srv)
         if (srv->opts.drain_ms <= 0) {
                 srv->opts.drain_ms = 10000;
         }
+        pthread_mutexattr_t attr;
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+        pthread_mutex_init(&srv->io_mu, &attr);
+        pthread_mutexattr_destroy(&attr);
         pthread_mutex_init(&srv->mu, NULL);
         pthread_cond_init(&srv->queue_cv, NULL);
         pthread_cond_init(&srv->drain_cv, NULL);
@@ -983,13 +1032,15 @@ rpc_server_stop(rpc_server *srv)
         if (srv->started) {
                 (void) wait_drained(srv, srv->opts.drain_ms);
         }
+        /* From here no context operation starts (a late reply is dropped), so nng never
+         * sees a context of the closed socket. The lock is not held across nng_close,
+         * which waits for callbacks that may take it. */
+        pthread_mutex_lock(&srv->io_mu);
+        srv->io_closed = true;
+        pthread_mutex_unlock(&srv->io_mu);
         if (srv->sock_open) {
                 nng_close(srv->sock);
                 srv->sock_open = false;
-        }
-        for (int i = 0; i < srv->n_ctxs; i++) {
-                nng_aio_stop(srv->ctxs[i].aio);
-                nng_aio_stop(srv->ctxs[i].sleep_aio);
         }
         pthread_mutex_lock(&srv->mu);
         srv->queue_closed = true;
@@ -999,6 +1050,10 @@ rpc_server_stop(rpc_server *srv)
                 pthread_join(srv->threads[i], NULL);
         }
         srv->n_threads = 0;
+        for (int i = 0; i < srv->n_ctxs; i++) {
+                nng_aio_stop(srv->ctxs[i].aio);
+                nng_aio_stop(srv->ctxs[i].sleep_aio);
+        }
         /* Calls that were queued but never ran end here without a reply. */
         for (rpc_call *call = queue_pop(srv); call != NULL; call = queue_pop(srv)) {
                 call->sctx = NULL;
@@ -1022,7 +1077,6 @@ rpc_server_free(rpc_server *srv)
                 return;
         }
         for (int i = 0; i < srv->n_ctxs; i++) {
-                nng_ctx_close(srv->ctxs[i].ctx);
                 nng_aio_free(srv->ctxs[i].aio);
                 nng_aio_free(srv->ctxs[i].sleep_aio);
         }
@@ -1036,6 +1090,7 @@ rpc_server_free(rpc_server *srv)
         free(srv->ctxs);
         free(srv->threads);
         pthread_mutex_destroy(&srv->mu);
+        pthread_mutex_destroy(&srv->io_mu);
         pthread_cond_destroy(&srv->queue_cv);
         pthread_cond_destroy(&srv->drain_cv);
         free(srv);
