@@ -1,0 +1,239 @@
+/* seed.c: `mercato seed`: loads deterministic data straight into each service's database. */
+#include <string.h>
+
+#include "cart_store.h"
+#include "cli.h"
+#include "dataplatform_store.h"
+#include "db.h"
+#include "order_store.h"
+#include "payment_store.h"
+#include "product_store.h"
+#include "seed.h"
+#include "txn.h"
+#include "user_store.h"
+
+/* One store: its topology section, its statements, its migrations and its seed function. */
+typedef struct seed_store {
+        const char *name;
+        const db_stmt_table *stmts;
+        const db_migration_set *migrations;
+        rpc_status (*seed)(db_conn *db, const svc_seed *s);
+} seed_store;
+
+static const seed_store stores[] = {
+        { "product", &product_stmts, &product_migrations, product_store_seed },
+        { "cart", &cart_stmts, &cart_migrations, cart_store_seed },
+        { "user", &user_stmts, &user_migrations, user_store_seed },
+        { "payment", &payment_stmts, &payment_migrations, payment_store_seed },
+        { "order", &order_stmts, &order_migrations, order_store_seed },
+        { "dataplatform", &dataplatform_stmts, &dataplatform_migrations, dataplatform_store_seed },
+};
+
+#define N_STORES (sizeof(stores) / sizeof(stores[0]))
+
+const cli_opt cli_seed_opts[] = {
+        { "products", "N", "products 1..N (default 1000)" },
+        { "stock", "N", "initial stock of every product (default 100)" },
+        { "users", "N", "users 1..N (default 1000)" },
+        { "balance", "N", "initial balance of every user (default 1000000)" },
+        { "coupons", "N", "coupons 1..N (default 10)" },
+        { "coupon-quantity", "N", "how many of each coupon can be issued (default 100)" },
+        { "declining-users", "N", "the last N users' payments decline (default 0)" },
+        { "seed", "N", "prices and discounts derive from it (default 42)" },
+        { "dataset", "WHICH", "split (each service's database), monolith, or all (default)" },
+        { NULL, NULL, NULL },
+};
+
+const char cli_seed_help[]
+    = "Connects directly to the databases named in the topology file ([product] db, ...,\n"
+      "[monolith] db), applies each store's migrations (and the txn tables'), then runs each\n"
+      "store's seed function: it empties the store's tables and the txn tables and loads\n"
+      "the data in one transaction. The same options give the same data. The monolith\n"
+      "dataset gets every store, in the monolith database. The services need not run.\n";
+
+/* What one dataset's seeding did, for the report. */
+typedef struct seed_report {
+        json_t *json; /* array of {store, db, loaded} */
+} seed_report;
+
+/* The "dbname=..." part of a conninfo, for a short report; the whole string otherwise. */
+static void
+db_label(const char *conninfo, char *buf, size_t len)
+{
+        const char *p = strstr(conninfo, "dbname=");
+
+        if (p == NULL) {
+                snprintf(buf, len, "%s", conninfo);
+                return;
+        }
+        p += strlen("dbname=");
+        size_t n = strcspn(p, " ");
+        snprintf(buf, len, "%.*s", (int) n, p);
+}
+
+static void
+describe(const seed_store *st, const svc_seed *s, char *buf, size_t len)
+{
+        if (strcmp(st->name, "product") == 0) {
+                snprintf(buf, len, "%lld products, stock %lld each", (long long) s->products,
+                    (long long) s->stock);
+        } else if (strcmp(st->name, "user") == 0) {
+                snprintf(buf, len, "%lld users, balance %lld each; %lld coupons, %lld of each",
+                    (long long) s->users, (long long) s->balance, (long long) s->coupons,
+                    (long long) s->coupon_quantity);
+        } else if (strcmp(st->name, "payment") == 0) {
+                snprintf(
+                    buf, len, "no payments; %lld declining users", (long long) s->declining_users);
+        } else {
+                snprintf(buf, len, "emptied");
+        }
+}
+
+/* Connects to conninfo with the given stores' statements (and txn's), migrates, and seeds
+ * each store. Returns an exit code, having printed any error. */
+static int
+seed_db(cli *c, const char *dataset, const char *conninfo, const seed_store *const *list, size_t n,
+    const svc_seed *s, json_t *report)
+{
+        db_stmt_table tables[N_STORES + 1];
+        db_migration_set sets[N_STORES + 1];
+        db_conn *db = NULL;
+        char err[512];
+        char label[128];
+        rpc_status st;
+
+        tables[0] = txn_stmts;
+        sets[0] = txn_migrations;
+        for (size_t i = 0; i < n; i++) {
+                tables[i + 1] = *list[i]->stmts;
+                sets[i + 1] = *list[i]->migrations;
+        }
+        db_label(conninfo, label, sizeof(label));
+        /* Statements are prepared when a connection opens, so their tables must exist
+         * first: migrate on a bare connection, then open the one that seeds. */
+        st = db_connect(conninfo, NULL, 0, &db, err, sizeof(err));
+        if (st != RPC_OK) {
+                cli_error(st, "%s (%s): cannot connect: %s", dataset, label, err);
+                return st == RPC_UNAVAILABLE ? CLI_EXIT_UNREACHABLE : CLI_EXIT_SERVER;
+        }
+        st = db_migrate(db, sets, n + 1, err, sizeof(err));
+        db_close(db);
+        db = NULL;
+        if (st != RPC_OK) {
+                cli_error(st, "%s (%s): migration failed: %s", dataset, label, err);
+                return CLI_EXIT_SERVER;
+        }
+        st = db_connect(conninfo, tables, n + 1, &db, err, sizeof(err));
+        if (st != RPC_OK) {
+                cli_error(st, "%s (%s): cannot connect: %s", dataset, label, err);
+                return st == RPC_UNAVAILABLE ? CLI_EXIT_UNREACHABLE : CLI_EXIT_SERVER;
+        }
+        for (size_t i = 0; i < n; i++) {
+                char what[160];
+                st = list[i]->seed(db, s);
+                if (st != RPC_OK) {
+                        cli_error(st, "%s (%s): seeding %s failed: %s", dataset, label,
+                            list[i]->name, db_errmsg(db));
+                        db_close(db);
+                        return st == RPC_UNAVAILABLE ? CLI_EXIT_UNREACHABLE : CLI_EXIT_SERVER;
+                }
+                describe(list[i], s, what, sizeof(what));
+                if (!c->json) {
+                        printf("%-9s %-13s %-48s (%s)\n", dataset, list[i]->name, what, label);
+                        fflush(stdout);
+                }
+                json_array_append_new(report,
+                    json_pack("{s:s, s:s, s:s, s:s}", "dataset", dataset, "store", list[i]->name,
+                        "db", label, "loaded", what));
+        }
+        db_close(db);
+        return CLI_EXIT_OK;
+}
+
+int
+cli_seed_run(cli *c, const cli_args *a)
+{
+        static const int64_t max_rows = 100 * 1000 * 1000;
+        static const int64_t max_amount = 1000000000000LL;
+        svc_seed s = {
+                .products = 1000,
+                .stock = 100,
+                .users = 1000,
+                .balance = 1000000,
+                .coupons = 10,
+                .coupon_quantity = 100,
+                .declining_users = 0,
+                .seed = 42,
+        };
+        int64_t seed = 42;
+        bool split = true, mono = true;
+        const seed_store *list[N_STORES];
+        json_t *report;
+        int rc = CLI_EXIT_OK;
+
+        if (cli_opt_i64(a, 0, "products", 0, max_rows, &s.products) != CLI_EXIT_OK
+            || cli_opt_i64(a, 1, "stock", 0, max_amount, &s.stock) != CLI_EXIT_OK
+            || cli_opt_i64(a, 2, "users", 0, max_rows, &s.users) != CLI_EXIT_OK
+            || cli_opt_i64(a, 3, "balance", 0, max_amount, &s.balance) != CLI_EXIT_OK
+            || cli_opt_i64(a, 4, "coupons", 0, max_rows, &s.coupons) != CLI_EXIT_OK
+            || cli_opt_i64(a, 5, "coupon-quantity", 0, max_amount, &s.coupon_quantity)
+                != CLI_EXIT_OK
+            || cli_opt_i64(a, 6, "declining-users", 0, max_rows, &s.declining_users) != CLI_EXIT_OK
+            || cli_opt_i64(a, 7, "seed", 0, INT64_MAX, &seed) != CLI_EXIT_OK) {
+                return CLI_EXIT_USAGE;
+        }
+        s.seed = (uint64_t) seed;
+        if (s.declining_users > s.users) {
+                return cli_usage_error("--declining-users (%lld) exceeds --users (%lld)",
+                    (long long) s.declining_users, (long long) s.users);
+        }
+        /* `mercato --dataset monolith seed` means the same as `mercato seed --dataset monolith`. */
+        const char *dataset = a->opt[8] != NULL ? a->opt[8] : c->dataset;
+        if (dataset != NULL) {
+                split = strcmp(dataset, "split") == 0 || strcmp(dataset, "all") == 0;
+                mono = strcmp(dataset, "monolith") == 0 || strcmp(dataset, "all") == 0;
+                if (!split && !mono) {
+                        return cli_usage_error(
+                            "--dataset must be split, monolith or all, not '%s'", dataset);
+                }
+        }
+        /* Every database named before anything is touched. */
+        for (size_t i = 0; i < N_STORES && split; i++) {
+                if (rpc_conf_get(c->conf, stores[i].name, "db") == NULL) {
+                        char why[512];
+                        cli_conf_missing(c, stores[i].name, "db", why, sizeof(why));
+                        return cli_usage_error("%s", why);
+                }
+        }
+        if (mono && rpc_conf_get(c->conf, "monolith", "db") == NULL) {
+                char why[512];
+                cli_conf_missing(c, "monolith", "db", why, sizeof(why));
+                return cli_usage_error("%s", why);
+        }
+        report = json_array();
+        for (size_t i = 0; i < N_STORES && split && rc == CLI_EXIT_OK; i++) {
+                list[0] = &stores[i];
+                rc = seed_db(
+                    c, "split", rpc_conf_get(c->conf, stores[i].name, "db"), list, 1, &s, report);
+        }
+        if (mono && rc == CLI_EXIT_OK) {
+                for (size_t i = 0; i < N_STORES; i++) {
+                        list[i] = &stores[i];
+                }
+                rc = seed_db(c, "monolith", rpc_conf_get(c->conf, "monolith", "db"), list, N_STORES,
+                    &s, report);
+        }
+        if (rc == CLI_EXIT_OK && c->json) {
+                json_t *out = json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o}", "seed",
+                    "products", (json_int_t) s.products, "stock", (json_int_t) s.stock, "users",
+                    (json_int_t) s.users, "balance", (json_int_t) s.balance, "coupons",
+                    (json_int_t) s.coupons, "coupon_quantity", (json_int_t) s.coupon_quantity,
+                    "declining_users", (json_int_t) s.declining_users, "seed", (json_int_t) seed,
+                    "stores", report);
+                cli_print_json(out);
+                json_decref(out);
+        } else {
+                json_decref(report);
+        }
+        return rc;
+}

@@ -1,0 +1,43 @@
+/* order_priv.h: what the order service's files share: its method table and the order flows. */
+#ifndef MERCATO_ORDER_PRIV_H
+#define MERCATO_ORDER_PRIV_H
+
+#include "order.pb-c.h"
+#include "order_store.h"
+#include "rpc.h"
+#include "svc.h"
+
+#define ORDER_N_METHODS 3
+
+/* The longest idempotency key PlaceOrder accepts, in bytes. */
+#define ORDER_KEY_MAX 200
+
+/* OrderService (handlers.c). */
+extern const rpc_method order_methods[ORDER_N_METHODS];
+
+/* The mode of a request that names none: the topology's [order] mode, else [defaults]
+ * mode, else saga. 0 for a name that is not a mode (main.c refuses to start with one). */
+order_mode order_default_mode(const rpc_conf *conf);
+
+/* A PlaceOrder request after validation: the lines by product id, prices unknown. */
+typedef struct order_request {
+        int64_t user_id;
+        int64_t coupon_id; /* 0 for none */
+        order_line lines[ORDER_ITEMS_MAX];
+        size_t n_lines;
+        const char *idempotency_key; /* "" for none */
+} order_request;
+
+/* Runs a whole order as one local transaction on the monolith database (monolith.c) and
+ * fills resp->order, in the call's arena. A business failure (out_of_stock,
+ * insufficient_balance, coupon_invalid, payment_declined) is OK with the order CANCELLED;
+ * bad input (an unknown user, product or coupon, a total past 10^12) is an error status,
+ * with nothing recorded. */
+rpc_status order_monolith_place(
+    rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp);
+
+/* An Order message for a stored order, in the call's arena (handlers.c). */
+Mercato__Order__V1__Order *order_msg(
+    rpc_call *call, const order_rec *rec, Mercato__Order__V1__Order *msg);
+
+#endif

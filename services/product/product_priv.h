@@ -1,0 +1,14 @@
+/* product_priv.h: what the product service's files share: their method tables. */
+#ifndef MERCATO_PRODUCT_PRIV_H
+#define MERCATO_PRODUCT_PRIV_H
+
+#include "rpc.h"
+
+#define PRODUCT_N_METHODS 4
+#define PRODUCT_N_EVENT_METHODS 1
+
+/* ProductService (handlers.c) and EventSink (events.c). */
+extern const rpc_method product_methods[PRODUCT_N_METHODS];
+extern const rpc_method product_event_methods[PRODUCT_N_EVENT_METHODS];
+
+#endif

@@ -1,0 +1,18 @@
+/* The seed parameters shared by every store's seed function and `mercato seed`. */
+#pragma once
+
+#include <stdint.h>
+
+/* What to load. Each store that owns seedable data exports
+ * `rpc_status <name>_store_seed(db_conn *db, const svc_seed *s);` which, in one transaction,
+ * empties its domain tables and the txn tables, then inserts the data deterministically. */
+typedef struct svc_seed {
+        int64_t products;        /* ids 1..products */
+        int64_t stock;           /* initial stock of every product */
+        int64_t users;           /* ids 1..users */
+        int64_t balance;         /* initial balance of every user */
+        int64_t coupons;         /* ids 1..coupons */
+        int64_t coupon_quantity; /* how many of each coupon can be issued */
+        int64_t declining_users; /* the last N user ids have payments that decline */
+        uint64_t seed;           /* prices and discounts derive from it */
+} svc_seed;

@@ -1,0 +1,30 @@
+/* main.c: mercato-user: wiring of the user service; no business logic here. */
+#include "svc.h"
+#include "txn.h"
+#include "user.pb-c.h"
+#include "user_priv.h"
+#include "user_store.h"
+
+static const svc_service user_services[] = {
+        { &mercato__user__v1__user_service__descriptor, user_methods, USER_N_METHODS },
+};
+
+int
+main(int argc, char **argv)
+{
+        /* The txn tables exist in every database of a service (seeding empties them). */
+        const db_stmt_table tables[] = { user_stmts };
+        const db_migration_set sets[] = { txn_migrations, user_migrations };
+        const svc_def def = {
+                .name = "user",
+                .services = user_services,
+                .n_services = sizeof(user_services) / sizeof(user_services[0]),
+                .stmts = tables,
+                .n_stmts = sizeof(tables) / sizeof(tables[0]),
+                .migrations = sets,
+                .n_migrations = sizeof(sets) / sizeof(sets[0]),
+                .needs_db = true,
+        };
+
+        return svc_main(&def, argc, argv);
+}
