@@ -1,0 +1,9 @@
+/* bench.h: the subcommands of mercato-bench, each a main of its own. */
+#ifndef MERCATO_BENCH_H
+#define MERCATO_BENCH_H
+
+/* `mercato-bench rpc ...`: round trips to Health over tcp, ipc and inproc against a raw TCP
+ * ping-pong baseline. argv[0] is "rpc". Returns the process exit code. */
+int bench_rpc_main(int argc, char **argv);
+
+#endif

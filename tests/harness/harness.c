@@ -1,0 +1,466 @@
+/* harness.c: integration-test helpers: throwaway databases, service processes, topology files. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "harness.h"
+
+#define MAX_DBS 64
+#define MAX_PIDS 64
+
+static char *created_dbs[MAX_DBS];
+static int n_created_dbs;
+static pid_t started[MAX_PIDS];
+static int n_started;
+static bool registered;
+
+static void
+ensure_registered(void)
+{
+        if (!registered) {
+                registered = true;
+                atexit(harness_cleanup);
+        }
+}
+
+static void
+die(const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        fprintf(stderr, "harness: ");
+        vfprintf(stderr, fmt, ap);
+        fprintf(stderr, "\n");
+        va_end(ap);
+        exit(1); /* atexit cleans up */
+}
+
+const char *
+harness_pg(void)
+{
+        const char *pg = getenv("MERCATO_TEST_PG");
+
+        if (pg == NULL || *pg == '\0') {
+                die("MERCATO_TEST_PG is not set: run the suite with ./tests/run, which starts "
+                    "its own PostgreSQL");
+        }
+        return pg;
+}
+
+static char *
+conninfo_for(const char *dbname)
+{
+        char buf[1024];
+
+        snprintf(buf, sizeof(buf), "%s dbname=%s", harness_pg(), dbname);
+        return rpc_xstrdup(buf);
+}
+
+void
+harness_sql(const char *conninfo, const char *sql)
+{
+        PGconn *conn = PQconnectdb(conninfo);
+        PGresult *res;
+
+        if (PQstatus(conn) != CONNECTION_OK) {
+                die("cannot connect (%s): %s", conninfo, PQerrorMessage(conn));
+        }
+        res = PQexec(conn, sql);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+                die("SQL failed: %s\n  %s", sql, PQerrorMessage(conn));
+        }
+        PQclear(res);
+        PQfinish(conn);
+}
+
+int64_t
+harness_sql_i64(const char *conninfo, const char *sql)
+{
+        PGconn *conn = PQconnectdb(conninfo);
+        PGresult *res;
+        int64_t v = 0;
+
+        if (PQstatus(conn) != CONNECTION_OK) {
+                die("cannot connect (%s): %s", conninfo, PQerrorMessage(conn));
+        }
+        res = PQexec(conn, sql);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                die("SQL failed: %s\n  %s", sql, PQerrorMessage(conn));
+        }
+        if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0)) {
+                v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        }
+        PQclear(res);
+        PQfinish(conn);
+        return v;
+}
+
+char *
+harness_db_create(const char *prefix)
+{
+        static int counter;
+        char name[128];
+        char sql[256];
+        char *admin;
+
+        ensure_registered();
+        if (n_created_dbs >= MAX_DBS) {
+                die("too many databases");
+        }
+        snprintf(name, sizeof(name), "t_%s_%d_%d", prefix, (int) getpid(), counter++);
+        admin = conninfo_for("postgres");
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", name);
+        harness_sql(admin, sql);
+        snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+        harness_sql(admin, sql);
+        free(admin);
+        created_dbs[n_created_dbs++] = rpc_xstrdup(name);
+        return conninfo_for(name);
+}
+
+int
+harness_free_port(void)
+{
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET };
+        socklen_t len = sizeof(sa);
+        int port;
+
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0
+            || getsockname(fd, (struct sockaddr *) &sa, &len) != 0) {
+                die("cannot find a free port: %s", strerror(errno));
+        }
+        port = ntohs(sa.sin_port);
+        close(fd);
+        return port;
+}
+
+char *
+harness_build_path(const char *relpath)
+{
+        const char *root = getenv("MERCATO_BUILD_ROOT");
+        char buf[1024];
+
+        snprintf(buf, sizeof(buf), "%s/%s", root != NULL ? root : ".", relpath);
+        return rpc_xstrdup(buf);
+}
+
+harness_cluster *
+harness_cluster_new(const char *services, const char *extra)
+{
+        harness_cluster *c = rpc_xcalloc(1, sizeof(*c));
+        char *list = rpc_xstrdup(services);
+        char *save = NULL;
+        char path[] = "/tmp/mercato-conf-XXXXXX";
+        int fd;
+        FILE *f;
+
+        ensure_registered();
+        for (char *t = strtok_r(list, " ", &save); t != NULL && c->n < 8;
+             t = strtok_r(NULL, " ", &save)) {
+                char addr[64];
+                snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%d", harness_free_port());
+                c->names[c->n] = rpc_xstrdup(t);
+                c->addresses[c->n] = rpc_xstrdup(addr);
+                c->dbs[c->n] = harness_db_create(t);
+                c->n++;
+        }
+        free(list);
+        c->monolith_db = harness_db_create("monolith");
+        fd = mkstemp(path);
+        if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+                die("cannot write a topology file");
+        }
+        fprintf(f, "# written by the test harness\n[defaults]\nworkers = 2\n");
+        fprintf(f, "[monolith]\ndb = %s\n", c->monolith_db);
+        for (int i = 0; i < c->n; i++) {
+                fprintf(
+                    f, "[%s]\naddress = %s\ndb = %s\n", c->names[i], c->addresses[i], c->dbs[i]);
+        }
+        if (extra != NULL) {
+                fprintf(f, "%s\n", extra);
+        }
+        fclose(f);
+        c->conf_path = rpc_xstrdup(path);
+        return c;
+}
+
+static int
+index_of(const harness_cluster *c, const char *name)
+{
+        for (int i = 0; i < c->n; i++) {
+                if (strcmp(c->names[i], name) == 0) {
+                        return i;
+                }
+        }
+        return -1;
+}
+
+const char *
+harness_cluster_address(const harness_cluster *c, const char *name)
+{
+        int i = index_of(c, name);
+        return i >= 0 ? c->addresses[i] : NULL;
+}
+
+const char *
+harness_cluster_db(const harness_cluster *c, const char *name)
+{
+        int i;
+
+        if (strcmp(name, "monolith") == 0) {
+                return c->monolith_db;
+        }
+        i = index_of(c, name);
+        return i >= 0 ? c->dbs[i] : NULL;
+}
+
+static void
+forget_pid(pid_t pid)
+{
+        for (int i = 0; i < n_started; i++) {
+                if (started[i] == pid) {
+                        started[i] = started[--n_started];
+                        return;
+                }
+        }
+}
+
+static void
+spawn(harness_cluster *c, int i)
+{
+        char rel[256];
+        char log[512];
+        char *bin;
+        pid_t pid;
+
+        snprintf(rel, sizeof(rel), "services/%s/mercato-%s", c->names[i], c->names[i]);
+        bin = harness_build_path(rel);
+        snprintf(log, sizeof(log), "%s.%s.log", c->conf_path, c->names[i]);
+        pid = fork();
+        if (pid < 0) {
+                die("fork: %s", strerror(errno));
+        }
+        if (pid == 0) {
+                FILE *out = freopen(log, "a", stderr);
+                (void) out;
+                execl(bin, bin, "--conf", c->conf_path, (char *) NULL);
+                fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+                _exit(127);
+        }
+        free(bin);
+        c->pids[i] = pid;
+        if (n_started < MAX_PIDS) {
+                started[n_started++] = pid;
+        }
+}
+
+static void
+print_log(const harness_cluster *c, int i)
+{
+        char log[512];
+        char line[1024];
+        FILE *f;
+
+        snprintf(log, sizeof(log), "%s.%s.log", c->conf_path, c->names[i]);
+        f = fopen(log, "r");
+        if (f == NULL) {
+                return;
+        }
+        fprintf(stderr, "--- log of %s ---\n", c->names[i]);
+        while (fgets(line, sizeof(line), f) != NULL) {
+                fputs(line, stderr);
+        }
+        fclose(f);
+}
+
+static bool
+healthy(const char *address)
+{
+        Mercato__Rpc__V1__HealthRequest req = MERCATO__RPC__V1__HEALTH_REQUEST__INIT;
+        rpc_call_opts opts = { .timeout_ms = 300, .no_retry = true };
+        ProtobufCMessage *resp = NULL;
+        rpc_client *cl = NULL;
+        rpc_status st;
+
+        if (rpc_client_open(address, NULL, &cl) != RPC_OK) {
+                return false;
+        }
+        st = rpc_client_call(cl, "/mercato.rpc.v1.StandardService/Health", &req.base,
+            &mercato__rpc__v1__health_response__descriptor, &resp, &opts, NULL);
+        if (resp != NULL) {
+                protobuf_c_message_free_unpacked(resp, NULL);
+        }
+        rpc_client_free(cl);
+        return st == RPC_OK;
+}
+
+static void
+wait_healthy(harness_cluster *c, int i)
+{
+        for (int tries = 0; tries < 150; tries++) {
+                int status;
+                if (waitpid(c->pids[i], &status, WNOHANG) == c->pids[i]) {
+                        forget_pid(c->pids[i]);
+                        c->pids[i] = 0;
+                        print_log(c, i);
+                        die("%s exited during start-up", c->names[i]);
+                }
+                if (healthy(c->addresses[i])) {
+                        return;
+                }
+                usleep(200 * 1000);
+        }
+        print_log(c, i);
+        die("%s did not answer Health within 30 s", c->names[i]);
+}
+
+void
+harness_cluster_start(harness_cluster *c)
+{
+        for (int i = 0; i < c->n; i++) {
+                spawn(c, i);
+        }
+        for (int i = 0; i < c->n; i++) {
+                wait_healthy(c, i);
+        }
+}
+
+void
+harness_cluster_signal(harness_cluster *c, const char *name, int sig)
+{
+        int i = index_of(c, name);
+
+        if (i < 0 || c->pids[i] == 0) {
+                return;
+        }
+        kill(c->pids[i], sig);
+        if (sig == SIGKILL || sig == SIGTERM) {
+                waitpid(c->pids[i], NULL, 0);
+                forget_pid(c->pids[i]);
+                c->pids[i] = 0;
+        }
+}
+
+void
+harness_cluster_restart(harness_cluster *c, const char *name)
+{
+        int i = index_of(c, name);
+
+        if (i < 0) {
+                return;
+        }
+        if (c->pids[i] != 0) {
+                harness_cluster_signal(c, name, SIGTERM);
+        }
+        spawn(c, i);
+        wait_healthy(c, i);
+}
+
+bool
+harness_cluster_alive(harness_cluster *c, const char *name)
+{
+        int i = index_of(c, name);
+        int status;
+
+        if (i < 0 || c->pids[i] == 0) {
+                return false;
+        }
+        if (waitpid(c->pids[i], &status, WNOHANG) == c->pids[i]) {
+                forget_pid(c->pids[i]);
+                c->pids[i] = 0;
+                return false;
+        }
+        return true;
+}
+
+rpc_client *
+harness_client(const harness_cluster *c, const char *name)
+{
+        const char *addr = harness_cluster_address(c, name);
+        rpc_client *cl = NULL;
+
+        if (addr == NULL || rpc_client_open(addr, NULL, &cl) != RPC_OK) {
+                die("no client for %s", name);
+        }
+        return cl;
+}
+
+static void
+stop_pid(pid_t pid)
+{
+        kill(pid, SIGCONT);
+        kill(pid, SIGTERM);
+        for (int i = 0; i < 100; i++) {
+                if (waitpid(pid, NULL, WNOHANG) == pid) {
+                        return;
+                }
+                usleep(100 * 1000);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+}
+
+void
+harness_cluster_free(harness_cluster *c)
+{
+        char log[512];
+
+        if (c == NULL) {
+                return;
+        }
+        for (int i = 0; i < c->n; i++) {
+                if (c->pids[i] != 0) {
+                        stop_pid(c->pids[i]);
+                        forget_pid(c->pids[i]);
+                }
+                snprintf(log, sizeof(log), "%s.%s.log", c->conf_path, c->names[i]);
+                unlink(log);
+                free(c->names[i]);
+                free(c->addresses[i]);
+                free(c->dbs[i]);
+        }
+        unlink(c->conf_path);
+        free(c->conf_path);
+        free(c->monolith_db);
+        free(c);
+}
+
+void
+harness_cleanup(void)
+{
+        char *admin;
+
+        while (n_started > 0) {
+                stop_pid(started[--n_started]);
+        }
+        if (n_created_dbs == 0) {
+                return;
+        }
+        admin = conninfo_for("postgres");
+        for (int i = 0; i < n_created_dbs; i++) {
+                char sql[256];
+                PGconn *conn = PQconnectdb(admin);
+                if (PQstatus(conn) == CONNECTION_OK) {
+                        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)",
+                            created_dbs[i]);
+                        PQclear(PQexec(conn, sql));
+                }
+                PQfinish(conn);
+                free(created_dbs[i]);
+        }
+        n_created_dbs = 0;
+        free(admin);
+}
