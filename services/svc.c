@@ -64,12 +64,32 @@ svc_of_call(rpc_call *call)
         return w != NULL ? w->s : NULL;
 }
 
+svc_step_result
+svc_step(const rpc_conf *conf, const char *service, const char *step)
+{
+        char key[128];
+        const char *v;
+
+        snprintf(key, sizeof(key), "step.%s", step);
+        v = conf != NULL ? rpc_conf_get(conf, service, key) : NULL;
+        if (v == NULL) {
+                return SVC_STEP_OK;
+        }
+        if (strcmp(v, "fail") == 0) {
+                return SVC_STEP_FAIL;
+        }
+        if (strcmp(v, "timeout") == 0) {
+                return SVC_STEP_TIMEOUT;
+        }
+        return SVC_STEP_OK;
+}
+
 svc_dataset
 svc_call_dataset(const rpc_call *call)
 {
         const char *ds = rpc_call_metadata(call, SVC_DATASET_KEY);
         return ds != NULL && strcmp(ds, SVC_DATASET_MONOLITH) == 0 ? SVC_DATASET_MONO
-                                                                 : SVC_DATASET_SPLIT;
+                                                                   : SVC_DATASET_SPLIT;
 }
 
 static const char *
@@ -86,12 +106,12 @@ svc_connect(svc *s, svc_dataset ds, db_conn **ret_conn, char *errbuf, size_t err
 
         if (conninfo == NULL) {
                 snprintf(errbuf, errlen, "no %s database configured",
-                         ds == SVC_DATASET_MONO ? "monolith" : d->name);
+                    ds == SVC_DATASET_MONO ? "monolith" : d->name);
                 return RPC_UNAVAILABLE;
         }
         if (ds == SVC_DATASET_MONO && d->monolith_stmts != NULL) {
-                return db_connect(conninfo, d->monolith_stmts, d->n_monolith_stmts, ret_conn,
-                                  errbuf, errlen);
+                return db_connect(
+                    conninfo, d->monolith_stmts, d->n_monolith_stmts, ret_conn, errbuf, errlen);
         }
         return db_connect(conninfo, d->stmts, d->n_stmts, ret_conn, errbuf, errlen);
 }
@@ -137,10 +157,10 @@ worker_init(void *arg, int index)
         w->s = s;
         if (s->def->needs_db) {
                 /* A database that is down now is retried on the first call. */
-                if (svc_connect(s, SVC_DATASET_SPLIT, &w->db[SVC_DATASET_SPLIT], err,
-                                sizeof(err)) != RPC_OK) {
+                if (svc_connect(s, SVC_DATASET_SPLIT, &w->db[SVC_DATASET_SPLIT], err, sizeof(err))
+                    != RPC_OK) {
                         fprintf(stderr, "mercato-%s: worker %d: %s (will retry)\n", s->def->name,
-                                index, err);
+                            index, err);
                         w->db[SVC_DATASET_SPLIT] = NULL;
                 }
         }
@@ -175,8 +195,7 @@ svc_relay_wake(svc *s, svc_dataset ds)
 static rpc_status
 relays_start(svc *s)
 {
-        static const char *const mono_metadata[] = { SVC_DATASET_KEY, SVC_DATASET_MONOLITH,
-                                                     NULL };
+        static const char *const mono_metadata[] = { SVC_DATASET_KEY, SVC_DATASET_MONOLITH, NULL };
         const svc_def *d = s->def;
 
         if (d->relay_source == NULL) {
@@ -188,8 +207,8 @@ relays_start(svc *s)
                         .source = d->relay_source,
                         .conf = s->conf,
                         .metadata = ds == SVC_DATASET_MONO ? mono_metadata : NULL,
-                        .max_attempts = (int) rpc_conf_get_int(s->conf, d->name,
-                                                               "relay_max_attempts", 0),
+                        .max_attempts
+                        = (int) rpc_conf_get_int(s->conf, d->name, "relay_max_attempts", 0),
                         .poll_ms = rpc_conf_get_int(s->conf, d->name, "relay_poll_ms", 0),
                         .batch = (int) rpc_conf_get_int(s->conf, d->name, "relay_batch", 0),
                 };
@@ -199,9 +218,10 @@ relays_start(svc *s)
                         continue;
                 }
                 if (txn_relay_start(&o, &r) != RPC_OK) {
-                        fprintf(stderr, "mercato-%s: cannot start the relay: bad relay_* "
-                                        "settings\n",
-                                d->name);
+                        fprintf(stderr,
+                            "mercato-%s: cannot start the relay: bad relay_* "
+                            "settings\n",
+                            d->name);
                         return RPC_INVALID_ARGUMENT;
                 }
                 pthread_mutex_lock(&s->relay_mu);
@@ -230,15 +250,15 @@ static void
 usage(const svc_def *def, FILE *out)
 {
         fprintf(out,
-                "usage: mercato-%s [--conf FILE] [--set SECTION.KEY=VALUE]... [--listen URL]\n"
-                "       [--db CONNINFO] [--workers N] [--faults SPEC] [--fault-seed N]\n"
-                "       [--migrate] [--help]\n"
-                "\n"
-                "Serves the %s service. Settings come from the topology file (default\n"
-                "$MERCATO_CONF or deploy/local.conf), section [%s]; flags override it.\n"
-                "  --migrate   apply the database migrations and exit\n"
-                "  --faults    fault rules: 'PATTERN ACTION PROBABILITY [ARG]; ...'\n",
-                def->name, def->name, def->name);
+            "usage: mercato-%s [--conf FILE] [--set SECTION.KEY=VALUE]... [--listen URL]\n"
+            "       [--db CONNINFO] [--workers N] [--faults SPEC] [--fault-seed N]\n"
+            "       [--migrate] [--help]\n"
+            "\n"
+            "Serves the %s service. Settings come from the topology file (default\n"
+            "$MERCATO_CONF or deploy/local.conf), section [%s]; flags override it.\n"
+            "  --migrate   apply the database migrations and exit\n"
+            "  --faults    fault rules: 'PATTERN ACTION PROBABILITY [ARG]; ...'\n",
+            def->name, def->name, def->name);
 }
 
 /* Applies a dataset's migrations over a connection of its own, retrying while the database
@@ -327,12 +347,12 @@ svc_main(const svc_def *def, int argc, char **argv)
                 case 'f':
                 case 'S':
                         snprintf(buf, sizeof(buf), "%s.%s=%s", def->name,
-                                 opt == 'l'   ? "address"
-                                 : opt == 'd' ? "db"
-                                 : opt == 'w' ? "workers"
-                                 : opt == 'f' ? "faults"
-                                              : "fault_seed",
-                                 optarg);
+                            opt == 'l'       ? "address"
+                                : opt == 'd' ? "db"
+                                : opt == 'w' ? "workers"
+                                : opt == 'f' ? "faults"
+                                             : "fault_seed",
+                            optarg);
                         sets[n_sets++] = rpc_xstrdup(buf);
                         break;
                 case 'm':
@@ -353,8 +373,9 @@ svc_main(const svc_def *def, int argc, char **argv)
                 code = 2;
                 goto out;
         }
-        if (rpc_conf_load(conf_path != NULL ? conf_path : rpc_conf_default_path(), &s.conf, err,
-                          sizeof(err)) != RPC_OK) {
+        if (rpc_conf_load(
+                conf_path != NULL ? conf_path : rpc_conf_default_path(), &s.conf, err, sizeof(err))
+            != RPC_OK) {
                 if (conf_path != NULL) {
                         fprintf(stderr, "mercato-%s: %s\n", def->name, err);
                         code = 2;
@@ -372,7 +393,7 @@ svc_main(const svc_def *def, int argc, char **argv)
         s.conninfo = rpc_conf_get(s.conf, def->name, "db");
         if (def->needs_db && s.conninfo == NULL) {
                 fprintf(stderr, "mercato-%s: no database: set [%s] db in the topology file\n",
-                        def->name, def->name);
+                    def->name, def->name);
                 code = 2;
                 goto out;
         }
@@ -389,14 +410,14 @@ svc_main(const svc_def *def, int argc, char **argv)
         }
         const char *address = rpc_conf_get(s.conf, def->name, "address");
         if (address == NULL) {
-                fprintf(stderr, "mercato-%s: no address: set [%s] address\n", def->name,
-                        def->name);
+                fprintf(stderr, "mercato-%s: no address: set [%s] address\n", def->name, def->name);
                 code = 2;
                 goto out;
         }
         if (rpc_faults_parse(rpc_conf_get(s.conf, def->name, "faults"),
-                             (uint64_t) rpc_conf_get_int(s.conf, def->name, "fault_seed", 1),
-                             &s.faults, err, sizeof(err)) != RPC_OK) {
+                (uint64_t) rpc_conf_get_int(s.conf, def->name, "fault_seed", 1), &s.faults, err,
+                sizeof(err))
+            != RPC_OK) {
                 fprintf(stderr, "mercato-%s: %s\n", def->name, err);
                 code = 2;
                 goto out;
@@ -422,8 +443,9 @@ svc_main(const svc_def *def, int argc, char **argv)
         }
         for (size_t i = 0; i < def->n_services; i++) {
                 const svc_service *sv = &def->services[i];
-                if (rpc_server_add_service(s.server, sv->desc, sv->methods, sv->n_methods, err,
-                                           sizeof(err)) != RPC_OK) {
+                if (rpc_server_add_service(
+                        s.server, sv->desc, sv->methods, sv->n_methods, err, sizeof(err))
+                    != RPC_OK) {
                         fprintf(stderr, "mercato-%s: method table: %s\n", def->name, err);
                         goto out;
                 }
@@ -448,7 +470,7 @@ svc_main(const svc_def *def, int argc, char **argv)
                 goto out;
         }
         fprintf(stderr, "mercato-%s: serving on %s with %d workers\n", def->name, address,
-                opts.workers);
+            opts.workers);
         int sig = 0;
         sigwait(&stop_signals, &sig);
         fprintf(stderr, "mercato-%s: stopping on signal %d\n", def->name, sig);

@@ -55,6 +55,30 @@ const char *svc_db_conninfo(const svc *s);
 /* The service's name. */
 const char *svc_name(const svc *s);
 
+/*
+ * Step switches
+ *
+ * Tests force a step of the order flow to fail or hang, in every mode, from the topology:
+ *
+ *     [user]
+ *     step.debit = fail          # or: timeout, ok (the default)
+ *
+ * The step names are those of the order flow: order.create, product.reserve, user.coupon,
+ * user.debit, payment.capture, order.complete. "fail" is the step's business failure (its
+ * cancel reason); "timeout" means the step does not answer before its deadline. The switch
+ * is read by whoever runs the step: the service itself (saga, 2pc), or the order service
+ * for the monolith mode, which reads the same topology file.
+ */
+typedef enum svc_step_result {
+        SVC_STEP_OK = 0,      /* run the step */
+        SVC_STEP_FAIL = 1,    /* fail it, as a business failure */
+        SVC_STEP_TIMEOUT = 2, /* do not answer in time */
+} svc_step_result;
+
+/* The switch of `step` ("debit") of `service` ("user"), from conf; OK when unset or
+ * unknown. */
+svc_step_result svc_step(const rpc_conf *conf, const char *service, const char *step);
+
 /* Opaque per-service state that hooks and handlers share. */
 void svc_set_data(svc *s, void *data);
 void *svc_data(const svc *s);

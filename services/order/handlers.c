@@ -129,10 +129,13 @@ RPC_HANDLER(handle_place_order, Mercato__Order__V1__PlaceOrderRequest,
                 st = order_monolith_place(call, r, resp);
                 break;
         case ORDER_MODE_SAGA:
+                st = order_saga_place(call, r, resp);
+                break;
         case ORDER_MODE_TWO_PC:
+                st = order_tpc_place(call, r, resp);
+                break;
         default:
-                st = rpc_call_error(
-                    call, RPC_UNIMPLEMENTED, "mode %s is not available yet", order_mode_name(mode));
+                st = rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown mode");
                 break;
         }
         return st;

@@ -36,6 +36,15 @@ typedef struct order_request {
 rpc_status order_monolith_place(
     rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp);
 
+/* Runs an order as a choreographed saga (saga.c): creates it PENDING with its first event
+ * and defers the reply until the order is terminal or the deadline passes (then PENDING). */
+rpc_status order_saga_place(
+    rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp);
+
+/* Runs an order as a two-phase commit coordinated here (tpc.c). */
+rpc_status order_tpc_place(
+    rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp);
+
 /* An Order message for a stored order, in the call's arena (handlers.c). */
 Mercato__Order__V1__Order *order_msg(
     rpc_call *call, const order_rec *rec, Mercato__Order__V1__Order *msg);

@@ -24,6 +24,7 @@ main(int argc, char **argv)
                 .migrations = sets,
                 .n_migrations = sizeof(sets) / sizeof(sets[0]),
                 .needs_db = true,
+                .relay_source = "payment",
         };
 
         return svc_main(&def, argc, argv);
