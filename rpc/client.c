@@ -335,6 +335,9 @@ rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, s
                         break;
                 }
                 attempts++;
+                if (opts->attempt_timeout_ms > 0 && opts->attempt_timeout_ms < remaining) {
+                        remaining = opts->attempt_timeout_ms;
+                }
                 st = exchange(c, frame, frame_len, remaining, &reply, msg, sizeof(msg));
                 transport = st != RPC_OK;
                 if (st == RPC_OK) {
@@ -369,9 +372,7 @@ rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, s
                 if (st == RPC_OK) {
                         break;
                 }
-                if (!retry || attempts >= c->opts.max_attempts
-                    || !(st == RPC_UNAVAILABLE || st == RPC_ABORTED
-                        || st == RPC_DEADLINE_EXCEEDED)) {
+                if (!retry || attempts >= c->opts.max_attempts || !rpc_status_retryable(st)) {
                         break;
                 }
                 pthread_mutex_lock(&c->mu);

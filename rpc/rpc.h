@@ -54,7 +54,7 @@ bool rpc_status_from_name(const char *name, rpc_status *ret_st);
 rpc_status rpc_status_from_wire(int32_t code);
 
 /* True for the statuses that a retry may cure: UNAVAILABLE, DEADLINE_EXCEEDED (of one
- * attempt), ABORTED and RESOURCE_EXHAUSTED of a breaker. */
+ * attempt) and ABORTED. RESOURCE_EXHAUSTED is not: an oversized request stays oversized. */
 bool rpc_status_retryable(rpc_status st);
 
 /*
@@ -354,7 +354,10 @@ typedef struct rpc_call_opts {
         int64_t timeout_ms;          /* 0: the client's default */
         int64_t deadline_unix_ms;    /* if set, the absolute deadline (propagated); wins */
         bool idempotent;             /* may be retried */
-        const char *idempotency_key; /* may be retried; the server deduplicates on it */
+        const char *idempotency_key; /* may be retried; handlers deduplicate on it */
+        int64_t attempt_timeout_ms;  /* 0: an attempt may use all the time left; else each
+                                        attempt gives up after this, so that a lost request
+                                        is retried within the deadline */
         const char *trace_id;        /* NULL: a fresh one */
         const char *const *metadata; /* key, value, key, value, ..., NULL */
         bool no_retry;               /* one attempt, whatever else is set */

@@ -88,7 +88,8 @@ struct rpc_call {
         int64_t start_us;
         bool faulted; /* the fault decision has been made */
         bool duplicate;
-        rpc_call *next; /* queue link */
+        bool after_stop; /* received once the stop had begun: refused */
+        rpc_call *next;  /* queue link */
 };
 
 struct rpc_server {
@@ -244,6 +245,7 @@ call_new(rpc_server *srv, srv_ctx *sctx, const uint8_t *frame, size_t len)
         memcpy(call->frame, frame, len);
         call->frame_len = len;
         call->start_us = rpc_now_mono_us();
+        call->after_stop = atomic_load(&srv->stopping);
         atomic_init(&call->refs, 1);
         atomic_init(&call->worker, NULL);
         pthread_mutex_lock(&srv->mu);
@@ -565,7 +567,7 @@ call_run(rpc_call *call, void *worker)
                         return;
                 }
         }
-        if (atomic_load(&srv->stopping)) {
+        if (call->after_stop) {
                 rpc_call_set_message(call, "server is shutting down");
                 call_finish(call, RPC_UNAVAILABLE);
                 return;
@@ -691,9 +693,12 @@ ctx_cb(void *arg)
                         nng_msg_free(nng_aio_get_msg(c->aio));
                 }
                 inflight_done(c->srv);
-                if (rv == NNG_ECLOSED || atomic_load(&c->srv->stopping)) {
+                if (rv == NNG_ECLOSED) {
                         return;
                 }
+                /* Keep receiving while the stop drains, so that late requests are refused
+                 * with UNAVAILABLE rather than left to time out; ctx_recv does nothing once
+                 * the socket closes. */
                 ctx_recv(c);
                 return;
         case CTX_WAIT:

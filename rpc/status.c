@@ -63,7 +63,6 @@ rpc_status_retryable(rpc_status st)
         case RPC_UNAVAILABLE:
         case RPC_DEADLINE_EXCEEDED:
         case RPC_ABORTED:
-        case RPC_RESOURCE_EXHAUSTED:
                 return true;
         default:
                 return false;

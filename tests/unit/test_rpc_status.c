@@ -93,13 +93,12 @@ test_rpc_status_from_wire_out_of_range_is_unknown(void **state)
         }
 }
 
-/* Exactly UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED and RESOURCE_EXHAUSTED are retryable. */
+/* Exactly UNAVAILABLE, DEADLINE_EXCEEDED and ABORTED are retryable. */
 static void
 test_rpc_status_retryable_set(void **state)
 {
         for (int i = 0; i <= RPC_STATUS_MAX; i++) {
-                bool want = i == RPC_UNAVAILABLE || i == RPC_DEADLINE_EXCEEDED || i == RPC_ABORTED
-                    || i == RPC_RESOURCE_EXHAUSTED;
+                bool want = i == RPC_UNAVAILABLE || i == RPC_DEADLINE_EXCEEDED || i == RPC_ABORTED;
 
                 assert_int_equal(rpc_status_retryable((rpc_status) i), want);
         }
