@@ -50,7 +50,7 @@ typedef struct db_conn db_conn;
  * failure returns UNAVAILABLE (cannot connect) or INTERNAL (a statement does not prepare),
  * with libpq's message in errbuf. *ret_conn is set only on success. */
 rpc_status db_connect(const char *conninfo, const db_stmt_table *tables, size_t n_tables,
-                      db_conn **ret_conn, char *errbuf, size_t errlen) RPC_WARN_UNUSED;
+    db_conn **ret_conn, char *errbuf, size_t errlen) RPC_WARN_UNUSED;
 
 /* Closes and frees. Accepts NULL. */
 void db_close(db_conn *conn);
@@ -89,13 +89,13 @@ void db_params_bool(db_params *p, bool v);
  * does not want rows) holds the result, to free with PQclear or DB_RES_CLEANUP. On failure
  * returns the mapped status (see db_status_from_sqlstate); the SQLSTATE and message stay on
  * the connection. */
-rpc_status db_exec(db_conn *conn, const char *stmt, const db_params *params,
-                   PGresult **ret_res) RPC_WARN_UNUSED;
+rpc_status db_exec(
+    db_conn *conn, const char *stmt, const db_params *params, PGresult **ret_res) RPC_WARN_UNUSED;
 
 /* Like db_exec, and also returns the number of rows affected (INSERT/UPDATE/DELETE) or
  * returned (SELECT). */
-rpc_status db_exec_count(db_conn *conn, const char *stmt, const db_params *params,
-                         int64_t *ret_rows) RPC_WARN_UNUSED;
+rpc_status db_exec_count(
+    db_conn *conn, const char *stmt, const db_params *params, int64_t *ret_rows) RPC_WARN_UNUSED;
 
 /* Runs a command with no parameters that is not a prepared statement: BEGIN, COMMIT and
  * the like. Never pass it SQL built from input. */
@@ -163,6 +163,6 @@ db_res_freep(PGresult **res)
  * the mapped status with the failing migration named in errbuf.
  */
 rpc_status db_migrate(db_conn *conn, const db_migration_set *sets, size_t n_sets, char *errbuf,
-                      size_t errlen) RPC_WARN_UNUSED;
+    size_t errlen) RPC_WARN_UNUSED;
 
 #endif
