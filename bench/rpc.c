@@ -1,4 +1,4 @@
-/* rpc.c: `mercato-bench rpc`: Health round trips over tcp, ipc and inproc vs a raw TCP ping-pong. */
+/* rpc.c: `mercato-bench rpc`: Health round trips over tcp, ipc and inproc vs raw TCP and bare nng. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -9,6 +9,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
 
 #include "bench.h"
 #include "rpc.h"
@@ -226,6 +230,91 @@ bench_raw_tcp(const bench_opts *o, result *r)
 
         qsort(lat.v, lat.n, sizeof(int64_t), cmp_i64);
         *r = (result) { .transport = "raw-tcp", .clients = 1, .calls = lat.n };
+        r->calls_per_s = (double) lat.n / o->duration_s;
+        r->p50_us = percentile(&lat, 0.50);
+        r->p99_us = percentile(&lat, 0.99);
+        free(lat.v);
+        return ok;
+}
+
+/* --- the bare nng baseline: REQ/REP over tcp with no envelope, no dispatch, no worker --- */
+
+typedef struct nng_echo {
+        nng_socket sock;
+} nng_echo;
+
+static void *
+nng_echo_thread(void *arg)
+{
+        nng_echo *e = arg;
+
+        for (;;) {
+                nng_msg *m = NULL;
+                if (nng_recvmsg(e->sock, &m, 0) != 0) {
+                        break;
+                }
+                if (nng_sendmsg(e->sock, m, 0) != 0) {
+                        nng_msg_free(m);
+                }
+        }
+        return NULL;
+}
+
+/* What nng itself costs on this machine: the floor under any runtime built on it. */
+static bool
+bench_raw_nng(const bench_opts *o, result *r)
+{
+        nng_echo e;
+        nng_socket req;
+        pthread_t t;
+        lat_vec lat = { 0 };
+        char url[64];
+        int port = 0;
+        int fd = listen_loopback(&port);
+        bool ok = true;
+
+        if (fd < 0) {
+                return false;
+        }
+        close(fd);
+        snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
+        if (nng_rep0_open(&e.sock) != 0 || nng_listen(e.sock, url, NULL, 0) != 0) {
+                return false;
+        }
+        if (pthread_create(&t, NULL, nng_echo_thread, &e) != 0) {
+                nng_close(e.sock);
+                return false;
+        }
+        if (nng_req0_open(&req) != 0 || nng_dial(req, url, NULL, 0) != 0) {
+                nng_close(e.sock);
+                pthread_join(t, NULL);
+                return false;
+        }
+        int64_t warm_end = rpc_now_mono_us() + (int64_t) (o->warmup_s * 1e6);
+        int64_t end = warm_end + (int64_t) (o->duration_s * 1e6);
+        for (;;) {
+                int64_t t0 = rpc_now_mono_us();
+                nng_msg *m = NULL;
+
+                if (t0 >= end) {
+                        break;
+                }
+                if (nng_msg_alloc(&m, PING_SIZE) != 0 || nng_sendmsg(req, m, 0) != 0
+                    || nng_recvmsg(req, &m, 0) != 0) {
+                        ok = false;
+                        break;
+                }
+                nng_msg_free(m);
+                if (t0 >= warm_end) {
+                        lat_push(&lat, rpc_now_mono_us() - t0);
+                }
+        }
+        nng_close(req);
+        nng_close(e.sock);
+        pthread_join(t, NULL);
+
+        qsort(lat.v, lat.n, sizeof(int64_t), cmp_i64);
+        *r = (result) { .transport = "raw-nng", .clients = 1, .calls = lat.n };
         r->calls_per_s = (double) lat.n / o->duration_s;
         r->p50_us = percentile(&lat, 0.50);
         r->p99_us = percentile(&lat, 0.99);
@@ -486,15 +575,16 @@ parse_opts(int argc, char **argv, bench_opts *o, char **ret_lists)
 }
 
 static void
-print_row(const result *r, double raw_p50)
+print_row(const result *r, double raw_p50, double nng_p50)
 {
-        printf("%-9s %7d %11.0f %9.1f %9.1f %8.2fx%s\n", r->transport, r->clients, r->calls_per_s,
-            r->p50_us, r->p99_us, raw_p50 > 0 ? r->p50_us / raw_p50 : 0.0,
-            r->errors > 0 ? "  (errors)" : "");
+        printf("%-9s %7d %11.0f %9.1f %9.1f %8.2fx %8.2fx%s\n", r->transport, r->clients,
+            r->calls_per_s, r->p50_us, r->p99_us, raw_p50 > 0 ? r->p50_us / raw_p50 : 0.0,
+            nng_p50 > 0 ? r->p50_us / nng_p50 : 0.0, r->errors > 0 ? "  (errors)" : "");
 }
 
 static bool
-write_json(const char *path, const bench_opts *o, const result *raw, const result *rs, int n)
+write_json(const char *path, const bench_opts *o, const result *raw, const result *nng,
+    const result *rs, int n)
 {
         FILE *f = fopen(path, "w");
 
@@ -511,16 +601,21 @@ write_json(const char *path, const bench_opts *o, const result *raw, const resul
             "  \"raw_tcp\": {\"clients\": 1, \"message_bytes\": %d, \"calls\": %llu, "
             "\"calls_per_s\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f},\n",
             PING_SIZE, (unsigned long long) raw->calls, raw->calls_per_s, raw->p50_us, raw->p99_us);
+        fprintf(f,
+            "  \"raw_nng_tcp\": {\"clients\": 1, \"message_bytes\": %d, \"calls\": %llu, "
+            "\"calls_per_s\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f},\n",
+            PING_SIZE, (unsigned long long) nng->calls, nng->calls_per_s, nng->p50_us, nng->p99_us);
         fprintf(f, "  \"results\": [\n");
         for (int i = 0; i < n; i++) {
                 fprintf(f,
                     "    {\"transport\": \"%s\", \"clients\": %d, \"calls\": %llu, "
                     "\"errors\": %llu, \"calls_per_s\": %.1f, \"p50_us\": %.1f, "
-                    "\"p99_us\": %.1f, \"p50_ratio_vs_raw_tcp\": %.3f}%s\n",
+                    "\"p99_us\": %.1f, \"p50_ratio_vs_raw_tcp\": %.3f, "
+                    "\"p50_ratio_vs_raw_nng\": %.3f}%s\n",
                     rs[i].transport, rs[i].clients, (unsigned long long) rs[i].calls,
                     (unsigned long long) rs[i].errors, rs[i].calls_per_s, rs[i].p50_us,
                     rs[i].p99_us, raw->p50_us > 0 ? rs[i].p50_us / raw->p50_us : 0.0,
-                    i + 1 < n ? "," : "");
+                    nng->p50_us > 0 ? rs[i].p50_us / nng->p50_us : 0.0, i + 1 < n ? "," : "");
         }
         fprintf(f, "  ]\n}\n");
         return fclose(f) == 0;
@@ -532,7 +627,7 @@ bench_rpc_main(int argc, char **argv)
         bench_opts o;
         char *lists[2] = { NULL, NULL };
         rpc_server *srv = NULL;
-        result raw, *rs = NULL;
+        result raw, nngr, *rs = NULL;
         char urls[3][128], err[256];
         int n = 0, rc = 1;
         int port = 0;
@@ -574,9 +669,14 @@ bench_rpc_main(int argc, char **argv)
         printf("mercato-bench rpc: Health round trips, %d server workers, %.1f s each after "
                "%.1f s warm-up\n\n",
             o.workers, o.duration_s, o.warmup_s);
-        printf("%-9s %7s %11s %9s %9s %9s\n", "transport", "clients", "calls/s", "p50 us", "p99 us",
-            "p50/raw");
-        print_row(&raw, raw.p50_us);
+        if (!bench_raw_nng(&o, &nngr)) {
+                fprintf(stderr, "mercato-bench rpc: the bare nng baseline failed\n");
+                goto out;
+        }
+        printf("%-9s %7s %11s %9s %9s %9s %9s\n", "transport", "clients", "calls/s", "p50 us",
+            "p99 us", "p50/raw", "p50/nng");
+        print_row(&raw, raw.p50_us, nngr.p50_us);
+        print_row(&nngr, raw.p50_us, nngr.p50_us);
         fflush(stdout);
 
         rs = rpc_xcalloc((size_t) (o.n_transports * o.n_clients), sizeof(*rs));
@@ -590,13 +690,13 @@ bench_rpc_main(int argc, char **argv)
                         if (!bench_rpc_run(&o, o.transports[t], url, o.clients[c], &rs[n])) {
                                 rc = 1;
                         }
-                        print_row(&rs[n], raw.p50_us);
+                        print_row(&rs[n], raw.p50_us, nngr.p50_us);
                         fflush(stdout);
                         rc = rs[n].errors > 0 ? 1 : rc;
                         n++;
                 }
         }
-        if (o.json_path != NULL && !write_json(o.json_path, &o, &raw, rs, n)) {
+        if (o.json_path != NULL && !write_json(o.json_path, &o, &raw, &nngr, rs, n)) {
                 rc = 1;
         }
 

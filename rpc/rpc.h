@@ -235,6 +235,8 @@ typedef rpc_status (*rpc_handler_fn)(
 
 enum {
         RPC_METHOD_IDEMPOTENT = 1 << 0, /* safe to retry without an idempotency key */
+        RPC_METHOD_INLINE = 1 << 1,     /* never blocks: may run on nng's I/O callback
+                                           instead of a worker (no worker state then) */
 };
 
 typedef struct rpc_method {

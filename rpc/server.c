@@ -607,6 +607,29 @@ call_run(rpc_call *call, void *worker)
         call_unref(call);
 }
 
+/* True for a call that may run right here on the I/O callback: a method that never blocks
+ * (RPC_METHOD_INLINE), on a server with no fault rules, which may sleep or copy. Decoding
+ * the envelope is plain CPU work; a call that fails to decode goes to a worker as usual. */
+static bool
+call_inline(rpc_call *call)
+{
+        rpc_server *srv = call->srv;
+        char err[256];
+        method_entry *m;
+
+        if (rpc_faults_count(srv->opts.faults) > 0 || call->after_stop) {
+                return false;
+        }
+        if (rpc_envelope_decode_request(
+                call->frame, call->frame_len, srv->opts.recv_max, &call->req, err, sizeof(err))
+            != RPC_OK) {
+                call->req = NULL;
+                return false;
+        }
+        m = find_method(srv, call->req->method);
+        return m != NULL && (m->flags & RPC_METHOD_INLINE) != 0;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -685,6 +708,10 @@ ctx_cb(void *arg)
                 rpc_call *call = call_new(c->srv, c, nng_msg_body(msg), nng_msg_len(msg));
                 nng_msg_free(msg);
                 c->state = CTX_WAIT;
+                if (call_inline(call)) {
+                        call_run(call, NULL);
+                        return;
+                }
                 queue_push(c->srv, call);
                 return;
         }
@@ -790,12 +817,14 @@ RPC_HANDLER(std_stats, Mercato__Rpc__V1__StatsRequest, Mercato__Rpc__V1__StatsRe
 
 static const rpc_method std_methods[] = {
         RPC_METHOD_ENTRY("Health", std_health, mercato__rpc__v1__health_request__descriptor,
-            mercato__rpc__v1__health_response__descriptor, RPC_METHOD_IDEMPOTENT),
+            mercato__rpc__v1__health_response__descriptor,
+            RPC_METHOD_IDEMPOTENT | RPC_METHOD_INLINE),
         RPC_METHOD_ENTRY("ListMethods", std_list_methods,
             mercato__rpc__v1__list_methods_request__descriptor,
             mercato__rpc__v1__list_methods_response__descriptor, RPC_METHOD_IDEMPOTENT),
         RPC_METHOD_ENTRY("Stats", std_stats, mercato__rpc__v1__stats_request__descriptor,
-            mercato__rpc__v1__stats_response__descriptor, RPC_METHOD_IDEMPOTENT),
+            mercato__rpc__v1__stats_response__descriptor,
+            RPC_METHOD_IDEMPOTENT | RPC_METHOD_INLINE),
 };
 
 /* --- the server --- */
