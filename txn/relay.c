@@ -99,12 +99,23 @@
 /* The subscriber list of a topic, space-separated. */
 #define SUBS_MAX 1024
 
-/* Subscriptions used when the topology's [topics] does not name the topic. */
+/* Subscriptions used when the topology's [topics] does not name the topic: the order flow's
+ * events, the saga's chain included (see proto/event.proto, SagaOrder). */
 static const struct {
         const char *topic;
         const char *subscribers;
 } default_topics[] = {
         { "order.completed", "dataplatform cart product" },
+        { "order.created", "product" },
+        { "stock.reserved", "user" },
+        { "stock.rejected", "order" },
+        { "balance.debited", "payment" },
+        { "balance.rejected", "product" },
+        { "payment.captured", "order" },
+        { "payment.declined", "user" },
+        { "balance.refunded", "product" },
+        { "stock.released", "order" },
+        { "order.cancelled", "product user payment" },
 };
 
 typedef struct relay_sub relay_sub;

@@ -1,4 +1,25 @@
-/* events.c: the product service's EventSink: order.completed adds to the sales per day. */
+/* events.c: the product service's EventSink: its saga step (stock) and order.completed's sales.
+ *
+ * NOTES
+ *
+ * The saga step of the product service (services/order/saga.c tells the whole chain), each
+ * delivery one local transaction that enters its barrier keys (consumer "product:saga"),
+ * does its work with the store and adds the next event to the outbox:
+ *
+ *   order.created     enter "reserve:<order>"; reserve the stock, all or nothing
+ *                     -> stock.reserved, or stock.rejected (out_of_stock)
+ *   balance.rejected, balance.refunded
+ *                     enter "release:<order>" and "reserve:<order>"; release the stock
+ *                     -> stock.released, with the reason carried on
+ *   order.cancelled   the same, with no event: the order is cancelled already
+ *   order.completed   the reservation is sold, and the sales per day grow (barrier on the
+ *                     event id, consumer "product:order.completed")
+ *
+ * A key that is taken means a duplicate or, for "reserve:<order>", that the compensation
+ * came first: the delivery is acked and nothing changes. The step switch product.reserve:
+ * `fail` rejects the order as out of stock, `timeout` refuses the delivery (UNAVAILABLE)
+ * while the compensation has not come.
+ */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +33,9 @@
 
 #define TOPIC_ORDER_COMPLETED "order.completed"
 #define CONSUMER_ORDER_COMPLETED "product:order.completed"
+#define SAGA_CONSUMER "product:saga"
+#define SAGA_SOURCE "product"
+#define REASON_MAX 64
 #define EVENT_ID_MAX 64
 #define EVENT_ITEMS_MAX 100
 #define QUANTITY_MAX INT64_C(1000000000000)
@@ -61,7 +85,8 @@ line_cmp(const void *a, const void *b)
         return (x->product_id > y->product_id) - (x->product_id < y->product_id);
 }
 
-/* One attempt: the barrier, then the sales, in one transaction. Sets *ret_duplicate. */
+/* One attempt: the barrier, then the reservation sold and the sales, in one transaction.
+ * Sets *ret_duplicate. */
 static rpc_status
 apply_order_completed(db_conn *db, const char *event_id,
     const Mercato__Event__V1__OrderCompleted *oc, int64_t day_ms, bool *ret_duplicate)
@@ -86,6 +111,10 @@ apply_order_completed(db_conn *db, const char *event_id,
                 *ret_duplicate = true;
                 return RPC_OK;
         }
+        /* The stock a saga order held is sold now (a monolith order's was sold already). */
+        if (st == RPC_OK) {
+                st = product_store_commit_reservation(db, oc->order_id);
+        }
         for (size_t i = 0; st == RPC_OK && i < n; i++) {
                 st = product_store_add_sales(db, lines[i].product_id, lines[i].quantity, day_ms);
         }
@@ -100,7 +129,10 @@ apply_order_completed(db_conn *db, const char *event_id,
         return RPC_OK;
 }
 
-RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__DeliverAck)
+/* order.completed: the reservation sold, the sales counted. */
+static rpc_status
+deliver_order_completed(
+    rpc_call *call, const Mercato__Event__V1__Event *req, Mercato__Event__V1__DeliverAck *resp)
 {
         RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
         const Mercato__Event__V1__OrderCompleted *oc;
@@ -109,13 +141,6 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         int64_t day_ms;
         rpc_status st;
 
-        if (req->event_id[0] == '\0' || strlen(req->event_id) > EVENT_ID_MAX) {
-                return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "event_id must be 1..%d bytes", EVENT_ID_MAX);
-        }
-        if (strcmp(req->topic, TOPIC_ORDER_COMPLETED) != 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown topic");
-        }
         st = rpc_payload_unpack(&mercato__event__v1__order_completed__descriptor, req->payload.data,
             req->payload.len, &msg, err, sizeof(err));
         if (st != RPC_OK) {
@@ -145,6 +170,271 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         }
         resp->duplicate = duplicate;
         return RPC_OK;
+}
+
+/*
+ * The saga step
+ */
+
+/* What a saga delivery asks of the product service. */
+typedef enum saga_kind {
+        SAGA_RESERVE = 0,    /* order.created */
+        SAGA_RELEASE = 1,    /* balance.rejected, balance.refunded: release, tell the order */
+        SAGA_COMPENSATE = 2, /* order.cancelled: release, tell nobody */
+} saga_kind;
+
+static const struct {
+        const char *topic;
+        saga_kind kind;
+} saga_topics[] = {
+        { "order.created", SAGA_RESERVE },
+        { "balance.rejected", SAGA_RELEASE },
+        { "balance.refunded", SAGA_RELEASE },
+        { "order.cancelled", SAGA_COMPENSATE },
+};
+
+/* Checks a SagaOrder for its kind: the items to reserve, the reason to carry on. */
+static rpc_status
+check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_kind kind)
+{
+        if (so->order_id <= 0) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "order_id must be > 0");
+        }
+        if (so->user_id <= 0) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "user_id must be > 0");
+        }
+        if (kind == SAGA_RELEASE && (so->reason[0] == '\0' || strlen(so->reason) > REASON_MAX)) {
+                return rpc_call_error(
+                    call, RPC_INVALID_ARGUMENT, "reason must be 1..%d bytes", REASON_MAX);
+        }
+        if (kind != SAGA_RESERVE) {
+                return RPC_OK;
+        }
+        if (so->n_items == 0 || so->n_items > EVENT_ITEMS_MAX) {
+                return rpc_call_error(
+                    call, RPC_INVALID_ARGUMENT, "items must be 1..%d", EVENT_ITEMS_MAX);
+        }
+        for (size_t i = 0; i < so->n_items; i++) {
+                const Mercato__Event__V1__SagaOrder__Line *l = so->items[i];
+
+                if (l->product_id <= 0) {
+                        return rpc_call_error(call, RPC_INVALID_ARGUMENT, "product_id must be > 0");
+                }
+                if (l->quantity <= 0 || l->quantity > QUANTITY_MAX) {
+                        return rpc_call_error(
+                            call, RPC_INVALID_ARGUMENT, "quantity must be 1..1000000000000");
+                }
+                for (size_t j = 0; j < i; j++) {
+                        if (so->items[j]->product_id == l->product_id) {
+                                return rpc_call_error(call, RPC_INVALID_ARGUMENT,
+                                    "product %" PRId64 " listed twice", l->product_id);
+                        }
+                }
+        }
+        return RPC_OK;
+}
+
+static void
+saga_key(char *buf, size_t len, const char *action, int64_t order_id)
+{
+        snprintf(buf, len, "%s:%" PRId64, action, order_id);
+}
+
+/* Adds a saga event about so's order: the same order (stock.reserved), or its order and
+ * user with a reason (stock.rejected, stock.released). In the open transaction. */
+static rpc_status
+saga_emit(
+    db_conn *db, const char *topic, const Mercato__Event__V1__SagaOrder *so, const char *reason)
+{
+        Mercato__Event__V1__SagaOrder ev = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
+
+        if (reason == NULL) {
+                return txn_outbox_add(db, SAGA_SOURCE, topic, so->order_id, &so->base, NULL);
+        }
+        ev.order_id = so->order_id;
+        ev.user_id = so->user_id;
+        ev.coupon_id = so->coupon_id;
+        ev.total = so->total;
+        ev.reason = (char *) reason;
+        return txn_outbox_add(db, SAGA_SOURCE, topic, so->order_id, &ev.base, NULL);
+}
+
+/* Rolls back and returns st. */
+static rpc_status
+undo(db_conn *db, rpc_status st)
+{
+        db_rollback(db);
+        return st;
+}
+
+/* order.created: reserves every item or none. A reservation that fails for stock is rolled
+ * back to the savepoint after the barrier, so the key stays taken with the rejection. */
+static rpc_status
+reserve_tx(
+    db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_result sw, bool *ret_duplicate)
+{
+        product_item items[EVENT_ITEMS_MAX];
+        const char *reason = NULL;
+        char key[64];
+        char err[256];
+        rpc_status st;
+
+        for (size_t i = 0; i < so->n_items; i++) {
+                items[i] = (product_item) { .product_id = so->items[i]->product_id,
+                        .quantity = so->items[i]->quantity };
+        }
+        saga_key(key, sizeof(key), "reserve", so->order_id);
+        st = db_begin(db);
+        if (st != RPC_OK) {
+                return st;
+        }
+        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
+        if (st == RPC_ALREADY_EXISTS) {
+                *ret_duplicate = true; /* a duplicate, or the compensation came first */
+                return undo(db, RPC_OK);
+        }
+        if (st != RPC_OK) {
+                return undo(db, st);
+        }
+        if (sw == SVC_STEP_TIMEOUT) {
+                return undo(db, RPC_UNAVAILABLE);
+        }
+        if (sw == SVC_STEP_FAIL) {
+                reason = "out_of_stock";
+        } else {
+                st = db_command(db, "SAVEPOINT reserve");
+                if (st == RPC_OK) {
+                        st = product_store_reserve(
+                            db, so->order_id, items, so->n_items, err, sizeof(err));
+                }
+                if (st == RPC_FAILED_PRECONDITION || st == RPC_NOT_FOUND) {
+                        /* Out of stock, or the product is gone: nothing is reserved. */
+                        reason = "out_of_stock";
+                        st = db_command(db, "ROLLBACK TO SAVEPOINT reserve");
+                }
+                if (st != RPC_OK) {
+                        return undo(db, st);
+                }
+        }
+        st = saga_emit(db, reason == NULL ? "stock.reserved" : "stock.rejected", so, reason);
+        if (st == RPC_OK) {
+                st = db_commit(db);
+        }
+        if (st != RPC_OK) {
+                return undo(db, st);
+        }
+        *ret_duplicate = false;
+        return RPC_OK;
+}
+
+/* balance.rejected, balance.refunded, order.cancelled: releases what the order holds, if
+ * anything. Takes the reserve key too, so that a reservation that comes later does nothing. */
+static rpc_status
+release_tx(
+    db_conn *db, const Mercato__Event__V1__SagaOrder *so, bool tell_order, bool *ret_duplicate)
+{
+        char key[64];
+        rpc_status st;
+
+        saga_key(key, sizeof(key), "release", so->order_id);
+        st = db_begin(db);
+        if (st != RPC_OK) {
+                return st;
+        }
+        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
+        if (st == RPC_ALREADY_EXISTS) {
+                *ret_duplicate = true;
+                return undo(db, RPC_OK);
+        }
+        if (st == RPC_OK) {
+                saga_key(key, sizeof(key), "reserve", so->order_id);
+                st = txn_barrier_enter(db, SAGA_CONSUMER, key);
+                if (st == RPC_ALREADY_EXISTS) {
+                        st = RPC_OK; /* it ran (or was refused): release what it holds */
+                }
+        }
+        if (st == RPC_OK) {
+                st = product_store_release(db, so->order_id);
+        }
+        if (st == RPC_OK && tell_order) {
+                st = saga_emit(db, "stock.released", so, so->reason);
+        }
+        if (st == RPC_OK) {
+                st = db_commit(db);
+        }
+        if (st != RPC_OK) {
+                return undo(db, st);
+        }
+        *ret_duplicate = false;
+        return RPC_OK;
+}
+
+/* A saga delivery: one local transaction, retried when it aborts. */
+static rpc_status
+deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kind,
+    Mercato__Event__V1__DeliverAck *resp)
+{
+        RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
+        const Mercato__Event__V1__SagaOrder *so;
+        svc *s = svc_of_call(call);
+        svc_step_result sw = svc_step(s != NULL ? svc_conf(s) : NULL, "product", "reserve");
+        bool duplicate = false;
+        char err[256] = "";
+        rpc_status st;
+
+        if (svc_call_dataset(call) != SVC_DATASET_SPLIT) {
+                return rpc_call_error(
+                    call, RPC_FAILED_PRECONDITION, "no saga runs on the monolith dataset");
+        }
+        st = rpc_payload_unpack(&mercato__event__v1__saga_order__descriptor, req->payload.data,
+            req->payload.len, &msg, err, sizeof(err));
+        if (st != RPC_OK) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "bad payload: %s", err);
+        }
+        so = (const Mercato__Event__V1__SagaOrder *) msg;
+        st = check_saga_order(call, so, kind);
+        if (st != RPC_OK) {
+                return st;
+        }
+        db_conn *db = svc_db(call);
+        if (db == NULL) {
+                return RPC_UNAVAILABLE;
+        }
+        for (int attempt = 1;; attempt++) {
+                st = kind == SAGA_RESERVE ? reserve_tx(db, so, sw, &duplicate)
+                                          : release_tx(db, so, kind == SAGA_RELEASE, &duplicate);
+                if (st == RPC_OK || !db_retryable(st) || attempt == TXN_ATTEMPTS) {
+                        break;
+                }
+        }
+        if (st == RPC_UNAVAILABLE) {
+                return rpc_call_error(call, st, "product.reserve does not answer (step switch)");
+        }
+        if (st != RPC_OK) {
+                return rpc_call_error(call, st, "database: %s", db_errmsg(db));
+        }
+        if (!duplicate && kind != SAGA_COMPENSATE) {
+                svc_relay_wake(s, SVC_DATASET_SPLIT);
+        }
+        resp->duplicate = duplicate;
+        return RPC_OK;
+}
+
+RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__DeliverAck)
+{
+        if (req->event_id[0] == '\0' || strlen(req->event_id) > EVENT_ID_MAX) {
+                return rpc_call_error(
+                    call, RPC_INVALID_ARGUMENT, "event_id must be 1..%d bytes", EVENT_ID_MAX);
+        }
+        if (strcmp(req->topic, TOPIC_ORDER_COMPLETED) == 0) {
+                return deliver_order_completed(call, req, resp);
+        }
+        for (size_t i = 0; i < sizeof(saga_topics) / sizeof(saga_topics[0]); i++) {
+                if (strcmp(req->topic, saga_topics[i].topic) == 0) {
+                        return deliver_saga(call, req, saga_topics[i].kind, resp);
+                }
+        }
+        return rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown topic");
 }
 
 const rpc_method product_event_methods[PRODUCT_N_EVENT_METHODS] = {
