@@ -13,6 +13,11 @@
  * Every statement of the module. The relay's are explained in the NOTES of relay.c.
  */
 static const db_stmt txn_stmt_list[] = {
+        /* Every txn table but the coordinator's epoch, which must never go back. */
+        { TXN_STMT_RESET,
+            "TRUNCATE txn_outbox, txn_delivery, txn_dead_letters, txn_barrier, txn_tpc_marker,"
+            " txn_tpc_log RESTART IDENTITY",
+            0 },
         { TXN_STMT_OUTBOX_ADD,
             "INSERT INTO txn_outbox (source, topic, aggregate_id, payload) "
             "VALUES ($1, $2, $3, $4) RETURNING event_id",
@@ -186,6 +191,12 @@ txn_outbox_add(db_conn *db, const char *source, const char *topic, int64_t aggre
                 snprintf(ret_event_id, TXN_EVENT_ID_LEN, "%s", db_get_str(res, 0, 0));
         }
         return RPC_OK;
+}
+
+rpc_status
+txn_reset(db_conn *db)
+{
+        return db_exec(db, TXN_STMT_RESET, NULL, NULL);
 }
 
 rpc_status

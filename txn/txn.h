@@ -53,6 +53,10 @@ rpc_status txn_outbox_add(db_conn *db, const char *source, const char *topic, in
  * NULL. */
 rpc_status txn_outbox_counts(db_conn *db, int64_t *ret_pending, int64_t *ret_dead) RPC_WARN_UNUSED;
 
+/* Empties every txn table (outbox, deliveries, dead letters, barrier, 2pc markers and log)
+ * but the coordinator's epoch: for seeding only, never while services run. */
+rpc_status txn_reset(db_conn *db) RPC_WARN_UNUSED;
+
 /*
  * Barrier
  */

@@ -10,6 +10,7 @@
 /* The statement names of txn_stmts (outbox.c), used by the relay and the barrier. */
 #define TXN_STMT_OUTBOX_ADD "txn_outbox_add"
 #define TXN_STMT_COUNTS "txn_counts"
+#define TXN_STMT_RESET "txn_reset"
 #define TXN_STMT_BARRIER_ENTER "txn_barrier_enter"
 #define TXN_STMT_UNFANNED_TOPICS "txn_unfanned_topics"
 #define TXN_STMT_FANOUT "txn_fanout"

@@ -1,0 +1,66 @@
+/* tpc.c: the payment service as a two-phase commit participant: the capture branch. */
+#include "payment_priv.h"
+#include "payment_store.h"
+#include "svc.h"
+#include "tpc.h"
+
+#define AMOUNT_MAX INT64_C(1000000000000)
+
+static rpc_status
+validate(rpc_call *call, const txn_tpc_request *req)
+{
+        if (req->user_id <= 0) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "user_id must be > 0");
+        }
+        if (req->amount < 0 || req->amount > AMOUNT_MAX) {
+                return rpc_call_error(
+                    call, RPC_INVALID_ARGUMENT, "amount must be 0..1000000000000");
+        }
+        return RPC_OK;
+}
+
+/* The step switch payment.capture: fail votes payment_declined, timeout answers too late. */
+static const char *
+before(rpc_call *call, const txn_tpc_request *req)
+{
+        svc *s = svc_of_call(call);
+        const rpc_conf *conf = s != NULL ? svc_conf(s) : NULL;
+
+        (void) req;
+        switch (svc_step(conf, "payment", "capture")) {
+        case SVC_STEP_FAIL:
+                return "payment_declined";
+        case SVC_STEP_TIMEOUT:
+                txn_tpc_sleep_past_timeout(conf);
+                return NULL;
+        case SVC_STEP_OK:
+        default:
+                return NULL;
+        }
+}
+
+static rpc_status
+branch(rpc_call *call, db_conn *db, const txn_tpc_request *req, txn_tpc_vote *vote)
+{
+        rpc_status st = payment_store_capture(db, req->order_id, req->user_id, req->amount);
+
+        if (st == RPC_FAILED_PRECONDITION) {
+                vote->reason = (char *) "payment_declined";
+                return RPC_OK;
+        }
+        if (st != RPC_OK) {
+                return rpc_call_error(call, st, "capture: %s", db_errmsg(db));
+        }
+        vote->yes = true;
+        return RPC_OK;
+}
+
+static const txn_tpc_participant participant = {
+        .name = "payment",
+        .db = svc_db,
+        .before = before,
+        .validate = validate,
+        .branch = branch,
+};
+
+TXN_TPC_METHODS(payment_tpc_methods, participant);

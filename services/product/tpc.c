@@ -1,0 +1,97 @@
+/* tpc.c: the product service as a two-phase commit participant: the stock reservation branch. */
+#include <inttypes.h>
+
+#include "product_priv.h"
+#include "product_store.h"
+#include "svc.h"
+#include "tpc.h"
+
+#define QUANTITY_MAX INT64_C(1000000000000)
+#define ITEMS_MAX 100
+
+static rpc_status
+validate(rpc_call *call, const txn_tpc_request *req)
+{
+        if (req->n_items == 0 || req->n_items > ITEMS_MAX) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "items must be 1..%d", ITEMS_MAX);
+        }
+        for (size_t i = 0; i < req->n_items; i++) {
+                const Mercato__Txn__V1__Item *it = req->items[i];
+                if (it->product_id <= 0) {
+                        return rpc_call_error(call, RPC_INVALID_ARGUMENT, "product_id must be > 0");
+                }
+                if (it->quantity <= 0 || it->quantity > QUANTITY_MAX) {
+                        return rpc_call_error(
+                            call, RPC_INVALID_ARGUMENT, "quantity must be 1..1000000000000");
+                }
+                for (size_t j = 0; j < i; j++) {
+                        if (req->items[j]->product_id == it->product_id) {
+                                return rpc_call_error(call, RPC_INVALID_ARGUMENT,
+                                    "product %" PRId64 " listed twice", it->product_id);
+                        }
+                }
+        }
+        return RPC_OK;
+}
+
+/* The step switch product.reserve: fail votes out_of_stock, timeout answers too late. */
+static const char *
+before(rpc_call *call, const txn_tpc_request *req)
+{
+        svc *s = svc_of_call(call);
+        const rpc_conf *conf = s != NULL ? svc_conf(s) : NULL;
+
+        (void) req;
+        switch (svc_step(conf, "product", "reserve")) {
+        case SVC_STEP_FAIL:
+                return "out_of_stock";
+        case SVC_STEP_TIMEOUT:
+                txn_tpc_sleep_past_timeout(conf);
+                return NULL;
+        case SVC_STEP_OK:
+        default:
+                return NULL;
+        }
+}
+
+/* Reserves every item, all or nothing, and marks the reservations sold: the branch commits
+ * only when the order completes. */
+static rpc_status
+branch(rpc_call *call, db_conn *db, const txn_tpc_request *req, txn_tpc_vote *vote)
+{
+        product_item *items = rpc_call_alloc(call, req->n_items * sizeof(*items));
+        char err[256] = "";
+        rpc_status st;
+
+        for (size_t i = 0; i < req->n_items; i++) {
+                items[i] = (product_item) { .product_id = req->items[i]->product_id,
+                        .quantity = req->items[i]->quantity };
+        }
+        st = product_store_reserve(db, req->order_id, items, req->n_items, err, sizeof(err));
+        if (st == RPC_FAILED_PRECONDITION) {
+                vote->reason = (char *) "out_of_stock";
+                return RPC_OK;
+        }
+        if (st == RPC_NOT_FOUND || st == RPC_INVALID_ARGUMENT || st == RPC_ALREADY_EXISTS) {
+                return rpc_call_error(call, st, "%s", err[0] != '\0' ? err : "reserve");
+        }
+        if (st != RPC_OK) {
+                return rpc_call_error(call, st, "reserve: %s", db_errmsg(db));
+        }
+        st = product_store_commit_reservation(db, req->order_id);
+        if (st != RPC_OK) {
+                return rpc_call_error(call, st, "commit reservation: %s", db_errmsg(db));
+        }
+        vote->yes = true;
+        return RPC_OK;
+}
+
+static const txn_tpc_participant participant = {
+        .name = "product",
+        .db = svc_db,
+        .before = before,
+        .validate = validate,
+        .branch = branch,
+};
+
+TXN_TPC_METHODS(product_tpc_methods, participant);
