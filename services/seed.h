@@ -5,7 +5,8 @@
 
 /* What to load. Each store that owns seedable data exports
  * `rpc_status <name>_store_seed(db_conn *db, const svc_seed *s);` which, in one transaction,
- * empties its domain tables and the txn tables, then inserts the data deterministically. */
+ * empties its domain tables, then inserts the data deterministically; the caller empties
+ * the txn tables with txn_reset. */
 typedef struct svc_seed {
         int64_t products;        /* ids 1..products */
         int64_t stock;           /* initial stock of every product */

@@ -46,7 +46,7 @@ rpc_status cart_store_remove(db_conn *db, int64_t user_id, int64_t product_id) R
 rpc_status cart_store_remove_ordered(
     db_conn *db, int64_t user_id, const int64_t *product_ids, size_t n) RPC_WARN_UNUSED;
 
-/* In one transaction of its own: empties cart_items and the txn tables. */
+/* In one transaction of its own: empties cart_items (txn_reset empties the txn tables). */
 rpc_status cart_store_seed(db_conn *db, const svc_seed *s) RPC_WARN_UNUSED;
 
 #endif

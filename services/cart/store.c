@@ -31,10 +31,7 @@ static const db_stmt cart_stmt_list[] = {
         { "cart_remove_ordered",
             "DELETE FROM cart_items WHERE user_id = $1 AND product_id = ANY ($2::bigint[])", 2 },
         /* Seeding empties the txn tables too (txn.h names them): the admin path only. */
-        { "cart_seed_truncate",
-            "TRUNCATE cart_items, txn_outbox, txn_delivery, txn_dead_letters, txn_barrier"
-            " RESTART IDENTITY CASCADE",
-            0 },
+        { "cart_seed_truncate", "TRUNCATE cart_items RESTART IDENTITY CASCADE", 0 },
 };
 
 const db_stmt_table cart_stmts = {

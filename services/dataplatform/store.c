@@ -36,10 +36,7 @@ static const db_stmt dataplatform_stmt_list[] = {
             " (SELECT coalesce(sum(value), 0)::bigint FROM dp_counters WHERE name = 'duplicates')",
             0 },
         /* Seeding empties the txn tables too (txn.h names them): the admin path only. */
-        { "dataplatform_seed_truncate",
-            "TRUNCATE received_orders, txn_outbox, txn_delivery, txn_dead_letters, txn_barrier"
-            " RESTART IDENTITY CASCADE",
-            0 },
+        { "dataplatform_seed_truncate", "TRUNCATE received_orders RESTART IDENTITY CASCADE", 0 },
         { "dataplatform_seed_counters", "UPDATE dp_counters SET value = 0", 0 },
 };
 

@@ -88,4 +88,10 @@ int cli_seed_run(cli *c, const cli_args *a);
 extern const cli_opt cli_seed_opts[];
 extern const char cli_seed_help[];
 
+/* `mercato txn list|show|resolve` (txn.c). */
+int cli_txn_list_run(cli *c, const cli_args *a);
+int cli_txn_show_run(cli *c, const cli_args *a);
+int cli_txn_resolve_run(cli *c, const cli_args *a);
+extern const char cli_txn_help[];
+
 #endif

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cart.pb-c.h"
+#include "check.h"
 #include "cli.h"
 #include "dataplatform.pb-c.h"
 #include "event.pb-c.h"
@@ -13,6 +14,7 @@
 #include "order.pb-c.h"
 #include "payment.pb-c.h"
 #include "product.pb-c.h"
+#include "txn.pb-c.h"
 #include "user.pb-c.h"
 
 /*
@@ -44,6 +46,7 @@ static const ProtobufCServiceDescriptor *const all_services[] = {
         &mercato__dataplatform__v1__data_platform_service__descriptor,
         &mercato__rpc__v1__standard_service__descriptor,
         &mercato__event__v1__event_sink__descriptor,
+        &mercato__txn__v1__participant__descriptor,
 };
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -1345,6 +1348,14 @@ const cli_command cli_commands[] = {
             call_opts, 2, 3, cmd_call },
         { "seed", NULL, "", "load deterministic data straight into the databases", cli_seed_help,
             cli_seed_opts, 0, 0, cli_seed_run },
+        { "check", NULL, "", "verify the consistency invariants across every database",
+            cli_check_help, cli_check_opts, 0, 0, cli_check_run },
+        { "txn", "list", "", "the in-flight and in-doubt two-phase commits, every database",
+            cli_txn_help, NULL, 0, 0, cli_txn_list_run },
+        { "txn", "show", "GID", "one two-phase commit: its decision and each branch", cli_txn_help,
+            NULL, 1, 1, cli_txn_show_run },
+        { "txn", "resolve", "GID commit|rollback", "finish an in-doubt two-phase commit by hand",
+            cli_txn_help, NULL, 2, 2, cli_txn_resolve_run },
 };
 
 const size_t cli_n_commands = N_ELEMS(cli_commands);

@@ -1,35 +1,9 @@
 /* seed.c: `mercato seed`: loads deterministic data straight into each service's database. */
 #include <string.h>
 
-#include "cart_store.h"
 #include "cli.h"
-#include "dataplatform_store.h"
-#include "db.h"
-#include "order_store.h"
-#include "payment_store.h"
-#include "product_store.h"
 #include "seed.h"
-#include "txn.h"
-#include "user_store.h"
-
-/* One store: its topology section, its statements, its migrations and its seed function. */
-typedef struct seed_store {
-        const char *name;
-        const db_stmt_table *stmts;
-        const db_migration_set *migrations;
-        rpc_status (*seed)(db_conn *db, const svc_seed *s);
-} seed_store;
-
-static const seed_store stores[] = {
-        { "product", &product_stmts, &product_migrations, product_store_seed },
-        { "cart", &cart_stmts, &cart_migrations, cart_store_seed },
-        { "user", &user_stmts, &user_migrations, user_store_seed },
-        { "payment", &payment_stmts, &payment_migrations, payment_store_seed },
-        { "order", &order_stmts, &order_migrations, order_store_seed },
-        { "dataplatform", &dataplatform_stmts, &dataplatform_migrations, dataplatform_store_seed },
-};
-
-#define N_STORES (sizeof(stores) / sizeof(stores[0]))
+#include "seed_db.h"
 
 const cli_opt cli_seed_opts[] = {
         { "products", "N", "products 1..N (default 1000)" },
@@ -89,65 +63,60 @@ describe(const seed_store *st, const svc_seed *s, char *buf, size_t len)
         }
 }
 
-/* Connects to conninfo with the given stores' statements (and txn's), migrates, and seeds
- * each store. Returns an exit code, having printed any error. */
+/* What seed_database's progress callback needs to report a store. */
+typedef struct seed_progress {
+        cli *c;
+        const char *dataset;
+        const char *label;
+        const svc_seed *s;
+        json_t *report;
+} seed_progress;
+
+static void
+seeded(const seed_store *store, void *arg)
+{
+        seed_progress *p = arg;
+        char what[160];
+
+        describe(store, p->s, what, sizeof(what));
+        if (!p->c->json) {
+                printf("%-9s %-13s %-48s (%s)\n", p->dataset, store->name, what, p->label);
+                fflush(stdout);
+        }
+        json_array_append_new(p->report,
+            json_pack("{s:s, s:s, s:s, s:s}", "dataset", p->dataset, "store", store->name, "db",
+                p->label, "loaded", what));
+}
+
+/* Seeds conninfo with the given stores (seed_database). Returns an exit code, having
+ * printed any error. */
 static int
 seed_db(cli *c, const char *dataset, const char *conninfo, const seed_store *const *list, size_t n,
     const svc_seed *s, json_t *report)
 {
-        db_stmt_table tables[N_STORES + 1];
-        db_migration_set sets[N_STORES + 1];
-        db_conn *db = NULL;
-        char err[512];
         char label[128];
+        seed_failure f;
         rpc_status st;
 
-        tables[0] = txn_stmts;
-        sets[0] = txn_migrations;
-        for (size_t i = 0; i < n; i++) {
-                tables[i + 1] = *list[i]->stmts;
-                sets[i + 1] = *list[i]->migrations;
-        }
         db_label(conninfo, label, sizeof(label));
-        /* Statements are prepared when a connection opens, so their tables must exist
-         * first: migrate on a bare connection, then open the one that seeds. */
-        st = db_connect(conninfo, NULL, 0, &db, err, sizeof(err));
-        if (st != RPC_OK) {
-                cli_error(st, "%s (%s): cannot connect: %s", dataset, label, err);
-                return st == RPC_UNAVAILABLE ? CLI_EXIT_UNREACHABLE : CLI_EXIT_SERVER;
+        seed_progress p = { .c = c, .dataset = dataset, .label = label, .s = s, .report = report };
+        st = seed_database(conninfo, list, n, s, seeded, &p, &f);
+        if (st == RPC_OK) {
+                return CLI_EXIT_OK;
         }
-        st = db_migrate(db, sets, n + 1, err, sizeof(err));
-        db_close(db);
-        db = NULL;
-        if (st != RPC_OK) {
-                cli_error(st, "%s (%s): migration failed: %s", dataset, label, err);
+        switch (f.phase) {
+        case SEED_PHASE_CONNECT:
+                cli_error(st, "%s (%s): cannot connect: %s", dataset, label, f.msg);
+                return st == RPC_UNAVAILABLE ? CLI_EXIT_UNREACHABLE : CLI_EXIT_SERVER;
+        case SEED_PHASE_MIGRATE:
+                cli_error(st, "%s (%s): migration failed: %s", dataset, label, f.msg);
                 return CLI_EXIT_SERVER;
-        }
-        st = db_connect(conninfo, tables, n + 1, &db, err, sizeof(err));
-        if (st != RPC_OK) {
-                cli_error(st, "%s (%s): cannot connect: %s", dataset, label, err);
+        case SEED_PHASE_SEED:
+        default:
+                cli_error(st, "%s (%s): seeding %s failed: %s", dataset, label,
+                    f.store != NULL ? f.store->name : "txn", f.msg);
                 return st == RPC_UNAVAILABLE ? CLI_EXIT_UNREACHABLE : CLI_EXIT_SERVER;
         }
-        for (size_t i = 0; i < n; i++) {
-                char what[160];
-                st = list[i]->seed(db, s);
-                if (st != RPC_OK) {
-                        cli_error(st, "%s (%s): seeding %s failed: %s", dataset, label,
-                            list[i]->name, db_errmsg(db));
-                        db_close(db);
-                        return st == RPC_UNAVAILABLE ? CLI_EXIT_UNREACHABLE : CLI_EXIT_SERVER;
-                }
-                describe(list[i], s, what, sizeof(what));
-                if (!c->json) {
-                        printf("%-9s %-13s %-48s (%s)\n", dataset, list[i]->name, what, label);
-                        fflush(stdout);
-                }
-                json_array_append_new(report,
-                    json_pack("{s:s, s:s, s:s, s:s}", "dataset", dataset, "store", list[i]->name,
-                        "db", label, "loaded", what));
-        }
-        db_close(db);
-        return CLI_EXIT_OK;
 }
 
 int
@@ -167,7 +136,7 @@ cli_seed_run(cli *c, const cli_args *a)
         };
         int64_t seed = 42;
         bool split = true, mono = true;
-        const seed_store *list[N_STORES];
+        const seed_store *list[SEED_N_STORES];
         json_t *report;
         int rc = CLI_EXIT_OK;
 
@@ -198,10 +167,10 @@ cli_seed_run(cli *c, const cli_args *a)
                 }
         }
         /* Every database named before anything is touched. */
-        for (size_t i = 0; i < N_STORES && split; i++) {
-                if (rpc_conf_get(c->conf, stores[i].name, "db") == NULL) {
+        for (size_t i = 0; i < SEED_N_STORES && split; i++) {
+                if (rpc_conf_get(c->conf, seed_stores[i].name, "db") == NULL) {
                         char why[512];
-                        cli_conf_missing(c, stores[i].name, "db", why, sizeof(why));
+                        cli_conf_missing(c, seed_stores[i].name, "db", why, sizeof(why));
                         return cli_usage_error("%s", why);
                 }
         }
@@ -211,17 +180,17 @@ cli_seed_run(cli *c, const cli_args *a)
                 return cli_usage_error("%s", why);
         }
         report = json_array();
-        for (size_t i = 0; i < N_STORES && split && rc == CLI_EXIT_OK; i++) {
-                list[0] = &stores[i];
-                rc = seed_db(
-                    c, "split", rpc_conf_get(c->conf, stores[i].name, "db"), list, 1, &s, report);
+        for (size_t i = 0; i < SEED_N_STORES && split && rc == CLI_EXIT_OK; i++) {
+                list[0] = &seed_stores[i];
+                rc = seed_db(c, "split", rpc_conf_get(c->conf, seed_stores[i].name, "db"), list, 1,
+                    &s, report);
         }
         if (mono && rc == CLI_EXIT_OK) {
-                for (size_t i = 0; i < N_STORES; i++) {
-                        list[i] = &stores[i];
+                for (size_t i = 0; i < SEED_N_STORES; i++) {
+                        list[i] = &seed_stores[i];
                 }
-                rc = seed_db(c, "monolith", rpc_conf_get(c->conf, "monolith", "db"), list, N_STORES,
-                    &s, report);
+                rc = seed_db(c, "monolith", rpc_conf_get(c->conf, "monolith", "db"), list,
+                    SEED_N_STORES, &s, report);
         }
         if (rc == CLI_EXIT_OK && c->json) {
                 json_t *out = json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o}", "seed",

@@ -3,17 +3,22 @@
 
 #include "cart_store.h"
 #include "dataplatform_store.h"
+#include "event.pb-c.h"
 #include "order_priv.h"
 #include "payment_store.h"
 #include "product_store.h"
+#include "saga_priv.h"
+#include "tpc.h"
 #include "txn.h"
 #include "user_store.h"
 
 static const svc_service order_services[] = {
         { &mercato__order__v1__order_service__descriptor, order_methods, ORDER_N_METHODS },
+        { &mercato__event__v1__event_sink__descriptor, order_event_methods, ORDER_N_EVENT_METHODS },
 };
 
-/* Refuses to start with a default mode that is not a mode. */
+/* Refuses to start with a default mode that is not a mode; starts the saga's clock and the
+ * 2pc coordinator (its epoch and recovery). */
 static rpc_status
 order_start(svc *s)
 {
@@ -22,14 +27,22 @@ order_start(svc *s)
                     rpc_conf_get(svc_conf(s), "order", "mode"));
                 return RPC_INVALID_ARGUMENT;
         }
-        return RPC_OK;
+        rpc_status st = order_saga_start(s);
+        return st == RPC_OK ? order_tpc_start(s) : st;
+}
+
+static void
+order_stop(svc *s)
+{
+        order_tpc_stop(s);
+        order_saga_stop(s);
 }
 
 int
 main(int argc, char **argv)
 {
         /* Its own database: orders and the outbox. */
-        const db_stmt_table tables[] = { txn_stmts, order_stmts };
+        const db_stmt_table tables[] = { txn_stmts, txn_tpc_stmts, order_stmts };
         const db_migration_set sets[] = { txn_migrations, order_migrations };
         /* The monolith database: every store, so that one local transaction runs the SQL
          * of every service. */
@@ -66,6 +79,7 @@ main(int argc, char **argv)
                 .needs_db = true,
                 .relay_source = "order",
                 .start = order_start,
+                .stop = order_stop,
         };
 
         return svc_main(&def, argc, argv);

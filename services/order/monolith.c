@@ -24,6 +24,15 @@
  * transaction that aborts (deadlock, serialization, lock timeout) runs again from the top,
  * up to MONO_ATTEMPTS times in all. An idempotency key is stored with the order: a resent
  * request finds its order instead of placing another.
+ *
+ * The step switches of the topology (svc_step: `[user] step.debit = fail`) are read here,
+ * from the order service's own copy of the topology, right before each step runs. `fail`
+ * is the step's business failure: out_of_stock, coupon_invalid (only for an order with a
+ * coupon: without one the step does not run), insufficient_balance, payment_declined; on
+ * order.create it is an INTERNAL error with nothing recorded, and on order.complete a
+ * cancellation with reason timeout. `timeout` on any step cancels the order with reason
+ * timeout: the step never answered. Either way the transaction rolls back first, like any
+ * business failure, so nothing but the cancelled order remains.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -54,6 +63,7 @@ typedef enum mono_outcome {
 /* One order in flight. */
 typedef struct mono_order {
         const order_request *r;
+        const rpc_conf *conf;                /* the topology, for the step switches; may be NULL */
         product_item items[ORDER_ITEMS_MAX]; /* the lines, priced */
         order_line lines[ORDER_ITEMS_MAX];
         size_t n;
@@ -100,6 +110,22 @@ business(db_conn *db, mono_order *o, const char *reason)
         return MONO_BUSINESS;
 }
 
+/* The step switch of service.step: NULL to run the step, else the reason to cancel with
+ * (fail_reason for `fail`, "timeout" for `timeout`). */
+static const char *
+step_switch(const mono_order *o, const char *service, const char *step, const char *fail_reason)
+{
+        switch (svc_step(o->conf, service, step)) {
+        case SVC_STEP_FAIL:
+                return fail_reason;
+        case SVC_STEP_TIMEOUT:
+                return "timeout";
+        case SVC_STEP_OK:
+        default:
+                return NULL;
+        }
+}
+
 /* Adds order.completed to the outbox, in the open transaction. */
 static rpc_status
 outbox_completed(db_conn *db, const mono_order *o, int64_t amount)
@@ -130,6 +156,7 @@ mono_run(db_conn *db, mono_order *o)
 {
         const order_request *r = o->r;
         const char *what = "user";
+        const char *cancel;
         char err[256] = "";
         int64_t amount;
         rpc_status st;
@@ -171,6 +198,11 @@ mono_run(db_conn *db, mono_order *o)
                 }
         }
 
+        /* A failing create is an error before anything is kept; one that times out draws
+         * its id, so that the order can be recorded cancelled. */
+        if (svc_step(o->conf, "order", "create") == SVC_STEP_FAIL) {
+                return fail(db, o, RPC_INTERNAL, "order.create failed (step switch)");
+        }
         order_new on = {
                 .user_id = r->user_id,
                 .items = o->lines,
@@ -189,7 +221,13 @@ mono_run(db_conn *db, mono_order *o)
         if (st != RPC_OK) {
                 return fail_db(db, o, st, "create order");
         }
+        if ((cancel = step_switch(o, "order", "create", NULL)) != NULL) {
+                return business(db, o, cancel);
+        }
 
+        if ((cancel = step_switch(o, "product", "reserve", "out_of_stock")) != NULL) {
+                return business(db, o, cancel);
+        }
         st = product_store_reserve(db, o->order_id, o->items, o->n, err, sizeof(err));
         if (st == RPC_FAILED_PRECONDITION) {
                 return business(db, o, "out_of_stock");
@@ -202,6 +240,9 @@ mono_run(db_conn *db, mono_order *o)
         }
 
         if (r->coupon_id > 0) {
+                if ((cancel = step_switch(o, "user", "coupon", "coupon_invalid")) != NULL) {
+                        return business(db, o, cancel);
+                }
                 st = user_store_use_coupon(
                     db, r->user_id, r->coupon_id, o->order_id, o->total, &o->discount);
                 if (st == RPC_FAILED_PRECONDITION) {
@@ -216,6 +257,9 @@ mono_run(db_conn *db, mono_order *o)
         }
         amount = o->total - o->discount;
 
+        if ((cancel = step_switch(o, "user", "debit", "insufficient_balance")) != NULL) {
+                return business(db, o, cancel);
+        }
         if (amount > 0) {
                 st = user_store_debit(db, r->user_id, amount, o->order_id);
                 if (st == RPC_FAILED_PRECONDITION) {
@@ -229,6 +273,9 @@ mono_run(db_conn *db, mono_order *o)
                 }
         }
 
+        if ((cancel = step_switch(o, "payment", "capture", "payment_declined")) != NULL) {
+                return business(db, o, cancel);
+        }
         st = payment_store_capture(db, o->order_id, r->user_id, amount);
         if (st == RPC_FAILED_PRECONDITION) {
                 return business(db, o, "payment_declined");
@@ -237,6 +284,10 @@ mono_run(db_conn *db, mono_order *o)
                 return fail_db(db, o, st, "capture");
         }
 
+        /* The order cannot be completed: everything before is undone, as on a timeout. */
+        if ((cancel = step_switch(o, "order", "complete", "timeout")) != NULL) {
+                return business(db, o, cancel);
+        }
         st = product_store_commit_reservation(db, o->order_id);
         if (st != RPC_OK) {
                 return fail_db(db, o, st, "commit reservation");
@@ -316,6 +367,7 @@ order_monolith_place(
 
         memset(o, 0, sizeof(*o));
         o->r = r;
+        o->conf = svc_of_call(call) != NULL ? svc_conf(svc_of_call(call)) : NULL;
         o->n = r->n_lines;
         /* Monolith orders live in the monolith database, whatever the call's metadata. */
         db_conn *db = svc_db_dataset(call, SVC_DATASET_MONO);

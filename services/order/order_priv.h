@@ -41,9 +41,15 @@ rpc_status order_monolith_place(
 rpc_status order_saga_place(
     rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp);
 
-/* Runs an order as a two-phase commit coordinated here (tpc.c). */
+/* Runs an order as a two-phase commit coordinated here (tpc.c): replies with the order
+ * COMPLETED or CANCELLED (PENDING only when the decision could not be recorded). */
 rpc_status order_tpc_place(
     rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp);
+
+/* Start and stop hooks of the 2pc coordinator (tpc.c): draws a new epoch, opens the
+ * participants' clients, starts recovery; stop undoes it. */
+rpc_status order_tpc_start(svc *s) RPC_WARN_UNUSED;
+void order_tpc_stop(svc *s);
 
 /* An Order message for a stored order, in the call's arena (handlers.c). */
 Mercato__Order__V1__Order *order_msg(

@@ -121,7 +121,19 @@ rpc_status order_store_find_key(
 rpc_status order_store_list(db_conn *db, int64_t user_id, int64_t before_id, int limit,
     order_rec **ret_recs, size_t *ret_n, int64_t *ret_next_before_id) RPC_WARN_UNUSED;
 
-/* In one transaction of its own: empties orders, order_items and the txn tables. */
+/* A PENDING order and the milliseconds until its deadline (0 once it has passed). */
+typedef struct order_due {
+        int64_t order_id;
+        int64_t due_in_ms;
+} order_due;
+
+/* The oldest PENDING orders of a mode, by id, at most limit (1..ORDER_ITEMS_MAX) of them,
+ * into ret_due (room for limit), each with the milliseconds until it is age_ms old by the
+ * database's clock (0 once it is): the saga's deadline scan. *ret_n is how many. */
+rpc_status order_store_pending_due(db_conn *db, order_mode mode, int64_t age_ms, int limit,
+    order_due *ret_due, size_t *ret_n) RPC_WARN_UNUSED;
+
+/* In one transaction of its own: empties orders and order_items (txn_reset empties the txn tables). */
 rpc_status order_store_seed(db_conn *db, const svc_seed *s) RPC_WARN_UNUSED;
 
 #endif

@@ -55,11 +55,15 @@ static const db_stmt order_stmt_list[] = {
             "SELECT order_id, product_id, quantity, unit_price FROM order_items"
             " WHERE order_id = ANY ($1::bigint[]) ORDER BY order_id, product_id",
             1 },
+        /* The oldest PENDING orders of a mode, each with the milliseconds until it is $2 ms
+         * old (0 once it is): the saga deadline scan, on the partial index orders_pending. */
+        { "order_pending_due",
+            "SELECT id, greatest(0, ceil(extract(epoch FROM created_at"
+            " + $2::double precision * interval '1 millisecond' - now()) * 1000))::bigint"
+            " FROM orders WHERE status = 'PENDING' AND mode = $1 ORDER BY id LIMIT $3",
+            3 },
         /* Seeding empties the txn tables too (txn.h names them): the admin path only. */
-        { "order_seed_truncate",
-            "TRUNCATE orders, order_items, txn_outbox, txn_delivery, txn_dead_letters,"
-            " txn_barrier RESTART IDENTITY CASCADE",
-            0 },
+        { "order_seed_truncate", "TRUNCATE orders, order_items RESTART IDENTITY CASCADE", 0 },
 };
 
 const db_stmt_table order_stmts = {
@@ -496,6 +500,38 @@ order_store_list(db_conn *db, int64_t user_id, int64_t before_id, int limit, ord
                 return st;
         }
         *ret_recs = recs;
+        *ret_n = (size_t) rows;
+        return RPC_OK;
+}
+
+rpc_status
+order_store_pending_due(
+    db_conn *db, order_mode mode, int64_t age_ms, int limit, order_due *ret_due, size_t *ret_n)
+{
+        DB_RES_CLEANUP PGresult *res = NULL;
+        db_params p;
+        rpc_status st;
+        int rows;
+
+        if (limit < 1 || limit > ORDER_ITEMS_MAX || age_ms < 0
+            || order_mode_name(mode)[0] == '\0') {
+                return RPC_INVALID_ARGUMENT;
+        }
+        db_params_init(&p);
+        db_params_str(&p, order_mode_name(mode));
+        db_params_i64(&p, age_ms);
+        db_params_i64(&p, limit);
+        st = db_exec(db, "order_pending_due", &p, &res);
+        if (st != RPC_OK) {
+                return st;
+        }
+        rows = db_rows(res);
+        for (int r = 0; r < rows; r++) {
+                ret_due[r] = (order_due) {
+                        .order_id = db_get_i64(res, r, 0),
+                        .due_in_ms = db_get_i64(res, r, 1),
+                };
+        }
         *ret_n = (size_t) rows;
         return RPC_OK;
 }

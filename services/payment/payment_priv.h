@@ -3,10 +3,18 @@
 #define MERCATO_PAYMENT_PRIV_H
 
 #include "rpc.h"
+#include "tpc.h"
 
 #define PAYMENT_N_METHODS 1
+#define PAYMENT_N_EVENT_METHODS 1
 
 /* PaymentService (handlers.c). */
 extern const rpc_method payment_methods[PAYMENT_N_METHODS];
+
+/* EventSink: the saga step (events.c). */
+extern const rpc_method payment_event_methods[PAYMENT_N_EVENT_METHODS];
+
+/* Participant: the two-phase commit branch (tpc.c). */
+extern const rpc_method payment_tpc_methods[TXN_TPC_N_METHODS];
 
 #endif

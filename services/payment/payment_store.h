@@ -48,7 +48,7 @@ rpc_status payment_store_refund(db_conn *db, int64_t order_id) RPC_WARN_UNUSED;
 /* The payment of an order into *ret_rec. NOT_FOUND if it has none. */
 rpc_status payment_store_get(db_conn *db, int64_t order_id, payment_rec *ret_rec) RPC_WARN_UNUSED;
 
-/* In one transaction of its own: empties payments, declined_users and the txn tables, then
+/* In one transaction of its own: empties payments and declined_users, then
  * declares the last s->declining_users user ids (of 1..s->users) declining. */
 rpc_status payment_store_seed(db_conn *db, const svc_seed *s) RPC_WARN_UNUSED;
 

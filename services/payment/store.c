@@ -26,9 +26,7 @@ static const db_stmt payment_stmt_list[] = {
             " FROM payments WHERE order_id = $1",
             1 },
         /* Seeding empties the txn tables too (txn.h names them): the admin path only. */
-        { "payment_seed_truncate",
-            "TRUNCATE payments, declined_users, txn_outbox, txn_delivery, txn_dead_letters,"
-            " txn_barrier RESTART IDENTITY CASCADE",
+        { "payment_seed_truncate", "TRUNCATE payments, declined_users RESTART IDENTITY CASCADE",
             0 },
         /* The last $2 of the user ids 1..$1. */
         { "payment_seed_declined",

@@ -3,6 +3,7 @@
 #define MERCATO_PRODUCT_PRIV_H
 
 #include "rpc.h"
+#include "tpc.h"
 
 #define PRODUCT_N_METHODS 4
 #define PRODUCT_N_EVENT_METHODS 1
@@ -10,5 +11,8 @@
 /* ProductService (handlers.c) and EventSink (events.c). */
 extern const rpc_method product_methods[PRODUCT_N_METHODS];
 extern const rpc_method product_event_methods[PRODUCT_N_EVENT_METHODS];
+
+/* Participant: the two-phase commit branch (tpc.c). */
+extern const rpc_method product_tpc_methods[TXN_TPC_N_METHODS];
 
 #endif

@@ -55,9 +55,7 @@ static const db_stmt product_stmt_list[] = {
             3 },
         /* Seeding empties the txn tables too (txn.h names them): the admin path only. */
         { "product_seed_truncate",
-            "TRUNCATE products, reservations, sales_daily, txn_outbox, txn_delivery,"
-            " txn_dead_letters, txn_barrier RESTART IDENTITY CASCADE",
-            0 },
+            "TRUNCATE products, reservations, sales_daily RESTART IDENTITY CASCADE", 0 },
         /* $2 is the seed as numeric text: it is a uint64. */
         { "product_seed_insert",
             "INSERT INTO products (id, name, price, stock)"

@@ -82,9 +82,7 @@ static const db_stmt user_stmt_list[] = {
             1 },
         /* Seeding empties the txn tables too (txn.h names them): the admin path only. */
         { "user_seed_truncate",
-            "TRUNCATE users, ledger, coupons, user_coupons, txn_outbox, txn_delivery,"
-            " txn_dead_letters, txn_barrier RESTART IDENTITY CASCADE",
-            0 },
+            "TRUNCATE users, ledger, coupons, user_coupons RESTART IDENTITY CASCADE", 0 },
         { "user_seed_users",
             "INSERT INTO users (id, name, balance)"
             " SELECT g, 'user-' || g, $2 FROM generate_series(1, $1::bigint) g",

@@ -3,10 +3,18 @@
 #define MERCATO_USER_PRIV_H
 
 #include "rpc.h"
+#include "tpc.h"
 
 #define USER_N_METHODS 4
+#define USER_N_EVENT_METHODS 1
 
 /* UserService (handlers.c). */
 extern const rpc_method user_methods[USER_N_METHODS];
+
+/* EventSink: the saga step (events.c). */
+extern const rpc_method user_event_methods[USER_N_EVENT_METHODS];
+
+/* Participant: the two-phase commit branch (tpc.c). */
+extern const rpc_method user_tpc_methods[TXN_TPC_N_METHODS];
 
 #endif

@@ -638,7 +638,7 @@ test_order_place_hundred_items(void **state)
 }
 
 static void
-test_order_modes_not_available(void **state)
+test_order_unknown_mode_refused(void **state)
 {
         const int64_t one[] = { 1, 1 };
         char msg[256];
@@ -646,19 +646,9 @@ test_order_modes_not_available(void **state)
 
         (void) state;
         before = cluster_checksum();
-        assert_int_equal(place_key(1, one, 1, 0, MERCATO__ORDER__V1__MODE__MODE_SAGA, NULL, NULL,
-                             msg, sizeof(msg)),
-            RPC_UNIMPLEMENTED);
-        assert_string_equal(msg, "mode saga is not available yet");
-        assert_int_equal(place_key(1, one, 1, 0, MERCATO__ORDER__V1__MODE__MODE_TWO_PC, NULL, NULL,
-                             msg, sizeof(msg)),
-            RPC_UNIMPLEMENTED);
-        assert_string_equal(msg, "mode 2pc is not available yet");
-        /* The topology names no mode: the default is saga. */
-        assert_int_equal(place_key(1, one, 1, 0, MERCATO__ORDER__V1__MODE__MODE_UNSPECIFIED, NULL,
-                             NULL, msg, sizeof(msg)),
-            RPC_UNIMPLEMENTED);
-        assert_string_equal(msg, "mode saga is not available yet");
+        assert_int_equal(
+            place_key(1, one, 1, 0, (Mercato__Order__V1__Mode) 99, NULL, NULL, msg, sizeof(msg)),
+            RPC_INVALID_ARGUMENT);
         assert_same(before, cluster_checksum());
 }
 
@@ -866,7 +856,7 @@ main(void)
                 cmocka_unit_test_setup(test_order_place_payment_declined, test_setup),
                 cmocka_unit_test_setup(test_order_place_bad_input, test_setup),
                 cmocka_unit_test_setup(test_order_place_hundred_items, test_setup),
-                cmocka_unit_test_setup(test_order_modes_not_available, test_setup),
+                cmocka_unit_test_setup(test_order_unknown_mode_refused, test_setup),
                 cmocka_unit_test_setup(test_order_list_orders, test_setup),
                 cmocka_unit_test_setup(test_order_idempotency_key, test_setup),
                 cmocka_unit_test_setup(test_order_concurrent_charges_and_debits, test_setup),
