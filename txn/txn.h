@@ -2,6 +2,7 @@
 #ifndef MERCATO_TXN_H
 #define MERCATO_TXN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
@@ -69,6 +70,18 @@ rpc_status txn_reset(db_conn *db) RPC_WARN_UNUSED;
  * INVALID_ARGUMENT for an empty or over-long consumer or key, FAILED_PRECONDITION when no
  * transaction is open, or the mapped database status. */
 rpc_status txn_barrier_enter(db_conn *db, const char *consumer, const char *key) RPC_WARN_UNUSED;
+
+/* One delivery to a consumer, as one transaction behind the barrier: begins, enters
+ * (consumer, key), calls apply(db, arg) inside the open transaction and commits. A pair
+ * seen before is rolled back and reported as a duplicate (*ret_duplicate = true) without
+ * calling apply. apply returns OK to commit, or any status to roll back; it may take
+ * further barrier keys or savepoints, and must not commit or roll back itself. The whole
+ * attempt is retried, up to 3 attempts in all, while it fails with a retryable status
+ * (db_retryable: ABORTED). Returns OK (and sets *ret_duplicate), or the status of the last
+ * attempt (apply's, the barrier's or the database's), rolled back; the caller reads
+ * db_errmsg for the detail. */
+rpc_status txn_consume(db_conn *db, const char *consumer, const char *key,
+    rpc_status (*apply)(db_conn *db, void *arg), void *arg, bool *ret_duplicate) RPC_WARN_UNUSED;
 
 /*
  * Relay

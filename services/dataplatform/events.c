@@ -1,113 +1,48 @@
 /* events.c: the data platform's EventSink: order.completed is recorded once per event id. */
-#include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 
-#include "event.pb-c.h"
 #include "dataplatform_priv.h"
 #include "dataplatform_store.h"
+#include "event.pb-c.h"
+#include "events_common.h"
 #include "svc.h"
 #include "txn.h"
 
 #define TOPIC_ORDER_COMPLETED "order.completed"
 #define CONSUMER_ORDER_COMPLETED "dataplatform:order.completed"
-#define EVENT_ID_MAX 64
-#define EVENT_ITEMS_MAX 100
-#define QUANTITY_MAX INT64_C(1000000000000)
-#define TIME_MAX_MS INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
-#define TXN_ATTEMPTS 3
 
-/* Checks an order.completed payload: the same rules in every consumer. */
+/* What apply_order_completed records. */
+typedef struct record_arg {
+        const char *event_id;
+        const Mercato__Event__V1__OrderCompleted *oc;
+} record_arg;
+
+/* Behind the barrier: the record. ALREADY_EXISTS (the event recorded before) is rolled back
+ * and taken as a duplicate by the caller. */
 static rpc_status
-check_order_completed(rpc_call *call, const Mercato__Event__V1__OrderCompleted *oc)
+apply_order_completed(db_conn *db, void *arg)
 {
-        if (oc->order_id <= 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "order_id must be > 0");
-        }
-        if (oc->user_id <= 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "user_id must be > 0");
-        }
-        if (oc->amount < 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "amount must be >= 0");
-        }
-        if (oc->n_items > EVENT_ITEMS_MAX) {
-                return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "items must be 0..%d", EVENT_ITEMS_MAX);
-        }
-        if (oc->completed_at_ms < 0 || oc->completed_at_ms > TIME_MAX_MS) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "completed_at_ms out of range");
-        }
-        for (size_t i = 0; i < oc->n_items; i++) {
-                const Mercato__Event__V1__OrderCompleted__Line *l = oc->items[i];
+        const record_arg *a = arg;
 
-                if (l->product_id <= 0) {
-                        return rpc_call_error(call, RPC_INVALID_ARGUMENT, "product_id must be > 0");
-                }
-                if (l->quantity <= 0 || l->quantity > QUANTITY_MAX) {
-                        return rpc_call_error(
-                            call, RPC_INVALID_ARGUMENT, "quantity must be 1..1000000000000");
-                }
-        }
-        return RPC_OK;
-}
-
-/* One attempt: the barrier, then the record, in one transaction. A duplicate is rolled back
- * and counted. Sets *ret_duplicate. */
-static rpc_status
-apply_order_completed(db_conn *db, const char *event_id,
-    const Mercato__Event__V1__OrderCompleted *oc, bool *ret_duplicate)
-{
-        rpc_status st;
-
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
-        st = txn_barrier_enter(db, CONSUMER_ORDER_COMPLETED, event_id);
-        if (st == RPC_OK) {
-                st = dataplatform_store_record(db, event_id, oc->order_id, oc->user_id, oc->amount);
-        }
-        if (st == RPC_ALREADY_EXISTS) {
-                db_rollback(db);
-                *ret_duplicate = true;
-                if (dataplatform_store_count_duplicate(db) != RPC_OK) {
-                        /* The count feeds Stats only: failing to count does not fail the ack. */
-                }
-                return RPC_OK;
-        }
-        if (st == RPC_OK) {
-                st = db_commit(db);
-        }
-        if (st != RPC_OK) {
-                db_rollback(db);
-                return st;
-        }
-        *ret_duplicate = false;
-        return RPC_OK;
+        return dataplatform_store_record(
+            db, a->event_id, a->oc->order_id, a->oc->user_id, a->oc->amount);
 }
 
 RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__DeliverAck)
 {
         RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
-        const Mercato__Event__V1__OrderCompleted *oc;
-        char err[256] = "";
+        record_arg arg;
         bool duplicate = false;
         rpc_status st;
 
-        if (req->event_id[0] == '\0' || strlen(req->event_id) > EVENT_ID_MAX) {
-                return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "event_id must be 1..%d bytes", EVENT_ID_MAX);
+        st = events_check_id(call, req->event_id);
+        if (st != RPC_OK) {
+                return st;
         }
         if (strcmp(req->topic, TOPIC_ORDER_COMPLETED) != 0) {
                 return rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown topic");
         }
-        st = rpc_payload_unpack(&mercato__event__v1__order_completed__descriptor, req->payload.data,
-            req->payload.len, &msg, err, sizeof(err));
-        if (st != RPC_OK) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "bad payload: %s", err);
-        }
-        oc = (const Mercato__Event__V1__OrderCompleted *) msg;
-        st = check_order_completed(call, oc);
+        st = events_order_completed(call, req, &msg);
         if (st != RPC_OK) {
                 return st;
         }
@@ -115,14 +50,19 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        for (int attempt = 1;; attempt++) {
-                st = apply_order_completed(db, req->event_id, oc, &duplicate);
-                if (st == RPC_OK || !db_retryable(st) || attempt == TXN_ATTEMPTS) {
-                        break;
-                }
+        arg = (record_arg) { .event_id = req->event_id,
+                .oc = (const Mercato__Event__V1__OrderCompleted *) msg };
+        st = txn_consume(
+            db, CONSUMER_ORDER_COMPLETED, req->event_id, apply_order_completed, &arg, &duplicate);
+        if (st == RPC_ALREADY_EXISTS) {
+                duplicate = true; /* recorded before: rolled back, acked as a duplicate */
+                st = RPC_OK;
         }
         if (st != RPC_OK) {
                 return rpc_call_error(call, st, "database: %s", db_errmsg(db));
+        }
+        if (duplicate && dataplatform_store_count_duplicate(db) != RPC_OK) {
+                /* The count feeds Stats only: failing to count does not fail the ack. */
         }
         resp->duplicate = duplicate;
         return RPC_OK;

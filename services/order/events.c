@@ -1,11 +1,10 @@
 /* events.c: the order service's EventSink: the saga's last events complete or cancel the order. */
-#include <stdio.h>
 #include <string.h>
 
 #include "event.pb-c.h"
+#include "events_common.h"
 #include "saga_priv.h"
 
-#define EVENT_ID_MAX 64
 #define AMOUNT_MAX INT64_C(1000000000000)
 
 /* The reasons a saga order may be cancelled with. */
@@ -90,26 +89,20 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         svc *s = svc_of_call(call);
         saga_end end = SAGA_END_ALREADY;
         bool captured;
-        char err[256] = "";
         rpc_status st;
 
-        if (req->event_id[0] == '\0' || strlen(req->event_id) > EVENT_ID_MAX) {
-                return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "event_id must be 1..%d bytes", EVENT_ID_MAX);
+        st = events_check_id(call, req->event_id);
+        if (st != RPC_OK) {
+                return st;
         }
         captured = strcmp(req->topic, SAGA_TOPIC_PAYMENT_CAPTURED) == 0;
         if (!captured && strcmp(req->topic, SAGA_TOPIC_STOCK_REJECTED) != 0
             && strcmp(req->topic, SAGA_TOPIC_STOCK_RELEASED) != 0) {
                 return rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown topic");
         }
-        if (svc_call_dataset(call) != SVC_DATASET_SPLIT) {
-                return rpc_call_error(
-                    call, RPC_FAILED_PRECONDITION, "no saga runs on the monolith dataset");
-        }
-        st = rpc_payload_unpack(&mercato__event__v1__saga_order__descriptor, req->payload.data,
-            req->payload.len, &msg, err, sizeof(err));
+        st = events_saga_order(call, req, &msg);
         if (st != RPC_OK) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "bad payload: %s", err);
+                return st;
         }
         so = (const Mercato__Event__V1__SagaOrder *) msg;
         st = check_saga_order(call, so, captured);

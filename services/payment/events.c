@@ -17,11 +17,10 @@
  * `fail` declines, `timeout` refuses the delivery (UNAVAILABLE) while the compensation has
  * not come.
  */
-#include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "event.pb-c.h"
+#include "events_common.h"
 #include "payment_priv.h"
 #include "payment_store.h"
 #include "svc.h"
@@ -29,49 +28,26 @@
 
 #define SAGA_CONSUMER "payment:saga"
 #define SAGA_SOURCE "payment"
-#define EVENT_ID_MAX 64
 #define AMOUNT_MAX INT64_C(1000000000000)
-#define TXN_ATTEMPTS 3
 
-static void
-saga_key(char *buf, size_t len, const char *action, int64_t order_id)
-{
-        snprintf(buf, len, "%s:%" PRId64, action, order_id);
-}
+/* What a saga step works on: the order and the topology (its step switch). */
+typedef struct saga_arg {
+        const Mercato__Event__V1__SagaOrder *so;
+        const rpc_conf *conf;
+} saga_arg;
 
-/* Rolls back and returns st. */
+/* balance.debited, behind the barrier key "capture:<order>": the capture, or the decline. */
 static rpc_status
-undo(db_conn *db, rpc_status st)
+capture_apply(db_conn *db, void *arg)
 {
-        db_rollback(db);
-        return st;
-}
-
-/* balance.debited: the capture, or the decline, in one transaction. */
-static rpc_status
-capture_tx(
-    db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_result sw, bool *ret_duplicate)
-{
-        Mercato__Event__V1__SagaOrder ev = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
+        const saga_arg *a = arg;
+        const Mercato__Event__V1__SagaOrder *so = a->so;
+        svc_step_result sw = svc_step(a->conf, "payment", "capture");
         bool declined = false;
-        char key[64];
         rpc_status st;
 
-        saga_key(key, sizeof(key), "capture", so->order_id);
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
-        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-        if (st == RPC_ALREADY_EXISTS) {
-                *ret_duplicate = true; /* a duplicate, or the compensation came first */
-                return undo(db, RPC_OK);
-        }
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
         if (sw == SVC_STEP_TIMEOUT) {
-                return undo(db, RPC_UNAVAILABLE);
+                return RPC_UNAVAILABLE;
         }
         if (sw == SVC_STEP_FAIL) {
                 declined = true;
@@ -85,67 +61,34 @@ capture_tx(
                         st = db_command(db, "ROLLBACK TO SAVEPOINT capture");
                 }
                 if (st != RPC_OK) {
-                        return undo(db, st);
+                        return st;
                 }
         }
         if (declined) {
-                ev.order_id = so->order_id;
-                ev.user_id = so->user_id;
-                ev.coupon_id = so->coupon_id;
-                ev.total = so->total;
-                ev.reason = (char *) "payment_declined";
-                st = txn_outbox_add(
-                    db, SAGA_SOURCE, "payment.declined", so->order_id, &ev.base, NULL);
-        } else {
-                st = txn_outbox_add(
-                    db, SAGA_SOURCE, "payment.captured", so->order_id, &so->base, NULL);
+                return events_saga_emit(
+                    db, SAGA_SOURCE, "payment.declined", so, "payment_declined");
         }
-        if (st == RPC_OK) {
-                st = db_commit(db);
-        }
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        *ret_duplicate = false;
-        return RPC_OK;
+        return events_saga_emit(db, SAGA_SOURCE, "payment.captured", so, NULL);
 }
 
-/* order.cancelled: refunds the payment, if there is one. Takes the capture key too, so
- * that a capture that comes later does nothing. */
+/* order.cancelled, behind the barrier key "refund:<order>": refunds the payment, if there
+ * is one. Takes the capture key too, so that a capture that comes later does nothing. */
 static rpc_status
-refund_tx(db_conn *db, const Mercato__Event__V1__SagaOrder *so, bool *ret_duplicate)
+refund_apply(db_conn *db, void *arg)
 {
+        const saga_arg *a = arg;
         char key[64];
         rpc_status st;
 
-        saga_key(key, sizeof(key), "refund", so->order_id);
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
+        events_saga_key(key, sizeof(key), "capture", a->so->order_id);
         st = txn_barrier_enter(db, SAGA_CONSUMER, key);
         if (st == RPC_ALREADY_EXISTS) {
-                *ret_duplicate = true;
-                return undo(db, RPC_OK);
+                st = RPC_OK; /* it ran (or was refused): undo what it did */
         }
         if (st == RPC_OK) {
-                saga_key(key, sizeof(key), "capture", so->order_id);
-                st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-                if (st == RPC_ALREADY_EXISTS) {
-                        st = RPC_OK; /* it ran (or was refused): undo what it did */
-                }
+                st = payment_store_refund(db, a->so->order_id);
         }
-        if (st == RPC_OK) {
-                st = payment_store_refund(db, so->order_id);
-        }
-        if (st == RPC_OK) {
-                st = db_commit(db);
-        }
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        *ret_duplicate = false;
-        return RPC_OK;
+        return st;
 }
 
 RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__DeliverAck)
@@ -155,25 +98,20 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         svc *s = svc_of_call(call);
         bool capture;
         bool duplicate = false;
-        char err[256] = "";
+        char key[64];
         rpc_status st;
 
-        if (req->event_id[0] == '\0' || strlen(req->event_id) > EVENT_ID_MAX) {
-                return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "event_id must be 1..%d bytes", EVENT_ID_MAX);
+        st = events_check_id(call, req->event_id);
+        if (st != RPC_OK) {
+                return st;
         }
         capture = strcmp(req->topic, "balance.debited") == 0;
         if (!capture && strcmp(req->topic, "order.cancelled") != 0) {
                 return rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown topic");
         }
-        if (svc_call_dataset(call) != SVC_DATASET_SPLIT) {
-                return rpc_call_error(
-                    call, RPC_FAILED_PRECONDITION, "no saga runs on the monolith dataset");
-        }
-        st = rpc_payload_unpack(&mercato__event__v1__saga_order__descriptor, req->payload.data,
-            req->payload.len, &msg, err, sizeof(err));
+        st = events_saga_order(call, req, &msg);
         if (st != RPC_OK) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "bad payload: %s", err);
+                return st;
         }
         so = (const Mercato__Event__V1__SagaOrder *) msg;
         if (so->order_id <= 0 || so->user_id <= 0) {
@@ -188,14 +126,10 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        for (int attempt = 1;; attempt++) {
-                st = capture ? capture_tx(db, so,
-                         svc_step(s != NULL ? svc_conf(s) : NULL, "payment", "capture"), &duplicate)
-                             : refund_tx(db, so, &duplicate);
-                if (st == RPC_OK || !db_retryable(st) || attempt == TXN_ATTEMPTS) {
-                        break;
-                }
-        }
+        saga_arg arg = { .so = so, .conf = s != NULL ? svc_conf(s) : NULL };
+        events_saga_key(key, sizeof(key), capture ? "capture" : "refund", so->order_id);
+        st = txn_consume(
+            db, SAGA_CONSUMER, key, capture ? capture_apply : refund_apply, &arg, &duplicate);
         if (st == RPC_UNAVAILABLE) {
                 return rpc_call_error(call, st, "payment.capture does not answer (step switch)");
         }

@@ -21,11 +21,11 @@
  * while the compensation has not come.
  */
 #include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "event.pb-c.h"
+#include "events_common.h"
 #include "product_priv.h"
 #include "product_store.h"
 #include "svc.h"
@@ -35,46 +35,6 @@
 #define CONSUMER_ORDER_COMPLETED "product:order.completed"
 #define SAGA_CONSUMER "product:saga"
 #define SAGA_SOURCE "product"
-#define REASON_MAX 64
-#define EVENT_ID_MAX 64
-#define EVENT_ITEMS_MAX 100
-#define QUANTITY_MAX INT64_C(1000000000000)
-#define TIME_MAX_MS INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
-#define TXN_ATTEMPTS 3
-
-/* Checks an order.completed payload: the same rules in every consumer. */
-static rpc_status
-check_order_completed(rpc_call *call, const Mercato__Event__V1__OrderCompleted *oc)
-{
-        if (oc->order_id <= 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "order_id must be > 0");
-        }
-        if (oc->user_id <= 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "user_id must be > 0");
-        }
-        if (oc->amount < 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "amount must be >= 0");
-        }
-        if (oc->n_items > EVENT_ITEMS_MAX) {
-                return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "items must be 0..%d", EVENT_ITEMS_MAX);
-        }
-        if (oc->completed_at_ms < 0 || oc->completed_at_ms > TIME_MAX_MS) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "completed_at_ms out of range");
-        }
-        for (size_t i = 0; i < oc->n_items; i++) {
-                const Mercato__Event__V1__OrderCompleted__Line *l = oc->items[i];
-
-                if (l->product_id <= 0) {
-                        return rpc_call_error(call, RPC_INVALID_ARGUMENT, "product_id must be > 0");
-                }
-                if (l->quantity <= 0 || l->quantity > QUANTITY_MAX) {
-                        return rpc_call_error(
-                            call, RPC_INVALID_ARGUMENT, "quantity must be 1..1000000000000");
-                }
-        }
-        return RPC_OK;
-}
 
 static int
 line_cmp(const void *a, const void *b)
@@ -85,48 +45,33 @@ line_cmp(const void *a, const void *b)
         return (x->product_id > y->product_id) - (x->product_id < y->product_id);
 }
 
-/* One attempt: the barrier, then the reservation sold and the sales, in one transaction.
- * Sets *ret_duplicate. */
+/* What apply_order_completed sells and counts. */
+typedef struct sale_arg {
+        const Mercato__Event__V1__OrderCompleted *oc;
+        int64_t day_ms;
+} sale_arg;
+
+/* Behind the barrier: the reservation sold and the sales. */
 static rpc_status
-apply_order_completed(db_conn *db, const char *event_id,
-    const Mercato__Event__V1__OrderCompleted *oc, int64_t day_ms, bool *ret_duplicate)
+apply_order_completed(db_conn *db, void *arg)
 {
-        product_item lines[EVENT_ITEMS_MAX];
-        size_t n = oc->n_items;
+        const sale_arg *a = arg;
+        product_item lines[EVENTS_ITEMS_MAX];
+        size_t n = a->oc->n_items;
         rpc_status st;
 
         /* In product id order, so that concurrent deliveries lock the sales rows alike. */
         for (size_t i = 0; i < n; i++) {
-                lines[i] = (product_item) { .product_id = oc->items[i]->product_id,
-                        .quantity = oc->items[i]->quantity };
+                lines[i] = (product_item) { .product_id = a->oc->items[i]->product_id,
+                        .quantity = a->oc->items[i]->quantity };
         }
         qsort(lines, n, sizeof(lines[0]), line_cmp);
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
-        st = txn_barrier_enter(db, CONSUMER_ORDER_COMPLETED, event_id);
-        if (st == RPC_ALREADY_EXISTS) {
-                db_rollback(db);
-                *ret_duplicate = true;
-                return RPC_OK;
-        }
         /* The stock a saga order held is sold now (a monolith order's was sold already). */
-        if (st == RPC_OK) {
-                st = product_store_commit_reservation(db, oc->order_id);
-        }
+        st = product_store_commit_reservation(db, a->oc->order_id);
         for (size_t i = 0; st == RPC_OK && i < n; i++) {
-                st = product_store_add_sales(db, lines[i].product_id, lines[i].quantity, day_ms);
+                st = product_store_add_sales(db, lines[i].product_id, lines[i].quantity, a->day_ms);
         }
-        if (st == RPC_OK) {
-                st = db_commit(db);
-        }
-        if (st != RPC_OK) {
-                db_rollback(db);
-                return st;
-        }
-        *ret_duplicate = false;
-        return RPC_OK;
+        return st;
 }
 
 /* order.completed: the reservation sold, the sales counted. */
@@ -136,35 +81,27 @@ deliver_order_completed(
 {
         RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
         const Mercato__Event__V1__OrderCompleted *oc;
-        char err[256] = "";
         bool duplicate = false;
         int64_t day_ms;
         rpc_status st;
 
-        st = rpc_payload_unpack(&mercato__event__v1__order_completed__descriptor, req->payload.data,
-            req->payload.len, &msg, err, sizeof(err));
-        if (st != RPC_OK) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "bad payload: %s", err);
-        }
-        oc = (const Mercato__Event__V1__OrderCompleted *) msg;
-        st = check_order_completed(call, oc);
+        st = events_order_completed(call, req, &msg);
         if (st != RPC_OK) {
                 return st;
         }
+        oc = (const Mercato__Event__V1__OrderCompleted *) msg;
         /* The day the order completed; the event's own time, else now, when it is unset. */
-        day_ms = oc->completed_at_ms > 0                                  ? oc->completed_at_ms
-            : req->created_at_ms > 0 && req->created_at_ms <= TIME_MAX_MS ? req->created_at_ms
-                                                                          : rpc_now_unix_ms();
+        day_ms = oc->completed_at_ms > 0 ? oc->completed_at_ms
+            : req->created_at_ms > 0 && req->created_at_ms <= EVENTS_TIME_MAX_MS
+            ? req->created_at_ms
+            : rpc_now_unix_ms();
         db_conn *db = svc_db(call);
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        for (int attempt = 1;; attempt++) {
-                st = apply_order_completed(db, req->event_id, oc, day_ms, &duplicate);
-                if (st == RPC_OK || !db_retryable(st) || attempt == TXN_ATTEMPTS) {
-                        break;
-                }
-        }
+        sale_arg arg = { .oc = oc, .day_ms = day_ms };
+        st = txn_consume(
+            db, CONSUMER_ORDER_COMPLETED, req->event_id, apply_order_completed, &arg, &duplicate);
         if (st != RPC_OK) {
                 return rpc_call_error(call, st, "database: %s", db_errmsg(db));
         }
@@ -203,16 +140,17 @@ check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_k
         if (so->user_id <= 0) {
                 return rpc_call_error(call, RPC_INVALID_ARGUMENT, "user_id must be > 0");
         }
-        if (kind == SAGA_RELEASE && (so->reason[0] == '\0' || strlen(so->reason) > REASON_MAX)) {
+        if (kind == SAGA_RELEASE
+            && (so->reason[0] == '\0' || strlen(so->reason) > EVENTS_REASON_MAX)) {
                 return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "reason must be 1..%d bytes", REASON_MAX);
+                    call, RPC_INVALID_ARGUMENT, "reason must be 1..%d bytes", EVENTS_REASON_MAX);
         }
         if (kind != SAGA_RESERVE) {
                 return RPC_OK;
         }
-        if (so->n_items == 0 || so->n_items > EVENT_ITEMS_MAX) {
+        if (so->n_items == 0 || so->n_items > EVENTS_ITEMS_MAX) {
                 return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "items must be 1..%d", EVENT_ITEMS_MAX);
+                    call, RPC_INVALID_ARGUMENT, "items must be 1..%d", EVENTS_ITEMS_MAX);
         }
         for (size_t i = 0; i < so->n_items; i++) {
                 const Mercato__Event__V1__SagaOrder__Line *l = so->items[i];
@@ -220,7 +158,7 @@ check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_k
                 if (l->product_id <= 0) {
                         return rpc_call_error(call, RPC_INVALID_ARGUMENT, "product_id must be > 0");
                 }
-                if (l->quantity <= 0 || l->quantity > QUANTITY_MAX) {
+                if (l->quantity <= 0 || l->quantity > EVENTS_QUANTITY_MAX) {
                         return rpc_call_error(
                             call, RPC_INVALID_ARGUMENT, "quantity must be 1..1000000000000");
                 }
@@ -234,48 +172,23 @@ check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_k
         return RPC_OK;
 }
 
-static void
-saga_key(char *buf, size_t len, const char *action, int64_t order_id)
-{
-        snprintf(buf, len, "%s:%" PRId64, action, order_id);
-}
+/* What a saga step works on: the order, the step switch, whether to tell the order. */
+typedef struct saga_arg {
+        const Mercato__Event__V1__SagaOrder *so;
+        svc_step_result sw;
+        bool tell_order;
+} saga_arg;
 
-/* Adds a saga event about so's order: the same order (stock.reserved), or its order and
- * user with a reason (stock.rejected, stock.released). In the open transaction. */
+/* order.created, behind the barrier key "reserve:<order>": reserves every item or none. A
+ * reservation that fails for stock is rolled back to the savepoint after the barrier, so
+ * the key stays taken with the rejection. */
 static rpc_status
-saga_emit(
-    db_conn *db, const char *topic, const Mercato__Event__V1__SagaOrder *so, const char *reason)
+reserve_apply(db_conn *db, void *arg)
 {
-        Mercato__Event__V1__SagaOrder ev = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
-
-        if (reason == NULL) {
-                return txn_outbox_add(db, SAGA_SOURCE, topic, so->order_id, &so->base, NULL);
-        }
-        ev.order_id = so->order_id;
-        ev.user_id = so->user_id;
-        ev.coupon_id = so->coupon_id;
-        ev.total = so->total;
-        ev.reason = (char *) reason;
-        return txn_outbox_add(db, SAGA_SOURCE, topic, so->order_id, &ev.base, NULL);
-}
-
-/* Rolls back and returns st. */
-static rpc_status
-undo(db_conn *db, rpc_status st)
-{
-        db_rollback(db);
-        return st;
-}
-
-/* order.created: reserves every item or none. A reservation that fails for stock is rolled
- * back to the savepoint after the barrier, so the key stays taken with the rejection. */
-static rpc_status
-reserve_tx(
-    db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_result sw, bool *ret_duplicate)
-{
-        product_item items[EVENT_ITEMS_MAX];
+        const saga_arg *a = arg;
+        const Mercato__Event__V1__SagaOrder *so = a->so;
+        product_item items[EVENTS_ITEMS_MAX];
         const char *reason = NULL;
-        char key[64];
         char err[256];
         rpc_status st;
 
@@ -283,23 +196,10 @@ reserve_tx(
                 items[i] = (product_item) { .product_id = so->items[i]->product_id,
                         .quantity = so->items[i]->quantity };
         }
-        saga_key(key, sizeof(key), "reserve", so->order_id);
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
+        if (a->sw == SVC_STEP_TIMEOUT) {
+                return RPC_UNAVAILABLE;
         }
-        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-        if (st == RPC_ALREADY_EXISTS) {
-                *ret_duplicate = true; /* a duplicate, or the compensation came first */
-                return undo(db, RPC_OK);
-        }
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        if (sw == SVC_STEP_TIMEOUT) {
-                return undo(db, RPC_UNAVAILABLE);
-        }
-        if (sw == SVC_STEP_FAIL) {
+        if (a->sw == SVC_STEP_FAIL) {
                 reason = "out_of_stock";
         } else {
                 st = db_command(db, "SAVEPOINT reserve");
@@ -313,63 +213,39 @@ reserve_tx(
                         st = db_command(db, "ROLLBACK TO SAVEPOINT reserve");
                 }
                 if (st != RPC_OK) {
-                        return undo(db, st);
+                        return st;
                 }
         }
-        st = saga_emit(db, reason == NULL ? "stock.reserved" : "stock.rejected", so, reason);
-        if (st == RPC_OK) {
-                st = db_commit(db);
-        }
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        *ret_duplicate = false;
-        return RPC_OK;
+        return events_saga_emit(
+            db, SAGA_SOURCE, reason == NULL ? "stock.reserved" : "stock.rejected", so, reason);
 }
 
-/* balance.rejected, balance.refunded, order.cancelled: releases what the order holds, if
- * anything. Takes the reserve key too, so that a reservation that comes later does nothing. */
+/* balance.rejected, balance.refunded, order.cancelled, behind the barrier key
+ * "release:<order>": releases what the order holds, if anything. Takes the reserve key too,
+ * so that a reservation that comes later does nothing. */
 static rpc_status
-release_tx(
-    db_conn *db, const Mercato__Event__V1__SagaOrder *so, bool tell_order, bool *ret_duplicate)
+release_apply(db_conn *db, void *arg)
 {
+        const saga_arg *a = arg;
         char key[64];
         rpc_status st;
 
-        saga_key(key, sizeof(key), "release", so->order_id);
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
+        events_saga_key(key, sizeof(key), "reserve", a->so->order_id);
         st = txn_barrier_enter(db, SAGA_CONSUMER, key);
         if (st == RPC_ALREADY_EXISTS) {
-                *ret_duplicate = true;
-                return undo(db, RPC_OK);
+                st = RPC_OK; /* it ran (or was refused): release what it holds */
         }
         if (st == RPC_OK) {
-                saga_key(key, sizeof(key), "reserve", so->order_id);
-                st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-                if (st == RPC_ALREADY_EXISTS) {
-                        st = RPC_OK; /* it ran (or was refused): release what it holds */
-                }
+                st = product_store_release(db, a->so->order_id);
         }
-        if (st == RPC_OK) {
-                st = product_store_release(db, so->order_id);
+        if (st == RPC_OK && a->tell_order) {
+                st = events_saga_emit(db, SAGA_SOURCE, "stock.released", a->so, a->so->reason);
         }
-        if (st == RPC_OK && tell_order) {
-                st = saga_emit(db, "stock.released", so, so->reason);
-        }
-        if (st == RPC_OK) {
-                st = db_commit(db);
-        }
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        *ret_duplicate = false;
-        return RPC_OK;
+        return st;
 }
 
-/* A saga delivery: one local transaction, retried when it aborts. */
+/* A saga delivery: one local transaction, retried when it aborts. A taken key is a
+ * duplicate, or for "reserve:<order>" the compensation that came first. */
 static rpc_status
 deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kind,
     Mercato__Event__V1__DeliverAck *resp)
@@ -379,17 +255,12 @@ deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kin
         svc *s = svc_of_call(call);
         svc_step_result sw = svc_step(s != NULL ? svc_conf(s) : NULL, "product", "reserve");
         bool duplicate = false;
-        char err[256] = "";
+        char key[64];
         rpc_status st;
 
-        if (svc_call_dataset(call) != SVC_DATASET_SPLIT) {
-                return rpc_call_error(
-                    call, RPC_FAILED_PRECONDITION, "no saga runs on the monolith dataset");
-        }
-        st = rpc_payload_unpack(&mercato__event__v1__saga_order__descriptor, req->payload.data,
-            req->payload.len, &msg, err, sizeof(err));
+        st = events_saga_order(call, req, &msg);
         if (st != RPC_OK) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "bad payload: %s", err);
+                return st;
         }
         so = (const Mercato__Event__V1__SagaOrder *) msg;
         st = check_saga_order(call, so, kind);
@@ -400,13 +271,11 @@ deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kin
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        for (int attempt = 1;; attempt++) {
-                st = kind == SAGA_RESERVE ? reserve_tx(db, so, sw, &duplicate)
-                                          : release_tx(db, so, kind == SAGA_RELEASE, &duplicate);
-                if (st == RPC_OK || !db_retryable(st) || attempt == TXN_ATTEMPTS) {
-                        break;
-                }
-        }
+        saga_arg arg = { .so = so, .sw = sw, .tell_order = kind == SAGA_RELEASE };
+        events_saga_key(
+            key, sizeof(key), kind == SAGA_RESERVE ? "reserve" : "release", so->order_id);
+        st = txn_consume(db, SAGA_CONSUMER, key,
+            kind == SAGA_RESERVE ? reserve_apply : release_apply, &arg, &duplicate);
         if (st == RPC_UNAVAILABLE) {
                 return rpc_call_error(call, st, "product.reserve does not answer (step switch)");
         }
@@ -422,9 +291,11 @@ deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kin
 
 RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__DeliverAck)
 {
-        if (req->event_id[0] == '\0' || strlen(req->event_id) > EVENT_ID_MAX) {
-                return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "event_id must be 1..%d bytes", EVENT_ID_MAX);
+        rpc_status st;
+
+        st = events_check_id(call, req->event_id);
+        if (st != RPC_OK) {
+                return st;
         }
         if (strcmp(req->topic, TOPIC_ORDER_COMPLETED) == 0) {
                 return deliver_order_completed(call, req, resp);

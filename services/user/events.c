@@ -19,11 +19,10 @@
  * order with a coupon) and user.debit; `fail` rejects with the step's reason, `timeout`
  * refuses the delivery (UNAVAILABLE) while the compensation has not come.
  */
-#include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "event.pb-c.h"
+#include "events_common.h"
 #include "svc.h"
 #include "txn.h"
 #include "user_priv.h"
@@ -31,9 +30,6 @@
 
 #define SAGA_CONSUMER "user:saga"
 #define SAGA_SOURCE "user"
-#define EVENT_ID_MAX 64
-#define REASON_MAX 64
-#define TXN_ATTEMPTS 3
 
 /* What a delivery asks of the user service. */
 typedef enum saga_kind {
@@ -61,9 +57,10 @@ check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_k
         if (so->user_id <= 0) {
                 return rpc_call_error(call, RPC_INVALID_ARGUMENT, "user_id must be > 0");
         }
-        if (kind == SAGA_REFUND && (so->reason[0] == '\0' || strlen(so->reason) > REASON_MAX)) {
+        if (kind == SAGA_REFUND
+            && (so->reason[0] == '\0' || strlen(so->reason) > EVENTS_REASON_MAX)) {
                 return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "reason must be 1..%d bytes", REASON_MAX);
+                    call, RPC_INVALID_ARGUMENT, "reason must be 1..%d bytes", EVENTS_REASON_MAX);
         }
         if (kind == SAGA_DEBIT) {
                 if (so->total < 0 || so->total > USER_AMOUNT_MAX) {
@@ -75,35 +72,6 @@ check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_k
                 }
         }
         return RPC_OK;
-}
-
-static void
-saga_key(char *buf, size_t len, const char *action, int64_t order_id)
-{
-        snprintf(buf, len, "%s:%" PRId64, action, order_id);
-}
-
-/* Rolls back and returns st. */
-static rpc_status
-undo(db_conn *db, rpc_status st)
-{
-        db_rollback(db);
-        return st;
-}
-
-/* Adds an event that names the order, its user and a reason, in the open transaction. */
-static rpc_status
-emit_reason(
-    db_conn *db, const char *topic, const Mercato__Event__V1__SagaOrder *so, const char *reason)
-{
-        Mercato__Event__V1__SagaOrder ev = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
-
-        ev.order_id = so->order_id;
-        ev.user_id = so->user_id;
-        ev.coupon_id = so->coupon_id;
-        ev.total = so->total;
-        ev.reason = (char *) reason;
-        return txn_outbox_add(db, SAGA_SOURCE, topic, so->order_id, &ev.base, NULL);
 }
 
 /* The coupon and the debit, after the savepoint. Sets *ret_reason for a business failure
@@ -150,32 +118,30 @@ debit_steps(db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_resul
         return RPC_OK;
 }
 
-/* stock.reserved: the coupon and the debit, or the rejection, in one transaction. */
+/* What a saga step works on: the order, the topology (its step switches), whether to tell
+ * product. */
+typedef struct saga_arg {
+        const Mercato__Event__V1__SagaOrder *so;
+        const rpc_conf *conf;
+        bool tell_product;
+} saga_arg;
+
+/* stock.reserved, behind the barrier key "debit:<order>": the coupon and the debit, or the
+ * rejection. */
 static rpc_status
-debit_tx(db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_result coupon_sw,
-    svc_step_result debit_sw, bool *ret_duplicate)
+debit_apply(db_conn *db, void *arg)
 {
+        const saga_arg *a = arg;
+        const Mercato__Event__V1__SagaOrder *so = a->so;
         Mercato__Event__V1__SagaOrder ev = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
+        svc_step_result coupon_sw = svc_step(a->conf, "user", "coupon");
+        svc_step_result debit_sw = svc_step(a->conf, "user", "debit");
         const char *reason = NULL;
         int64_t discount = 0;
-        char key[64];
         rpc_status st;
 
-        saga_key(key, sizeof(key), "debit", so->order_id);
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
-        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-        if (st == RPC_ALREADY_EXISTS) {
-                *ret_duplicate = true; /* a duplicate, or the compensation came first */
-                return undo(db, RPC_OK);
-        }
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
         if ((so->coupon_id > 0 && coupon_sw == SVC_STEP_TIMEOUT) || debit_sw == SVC_STEP_TIMEOUT) {
-                return undo(db, RPC_UNAVAILABLE);
+                return RPC_UNAVAILABLE;
         }
         st = db_command(db, "SAVEPOINT debit");
         if (st == RPC_OK) {
@@ -185,76 +151,49 @@ debit_tx(db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_result c
                 st = db_command(db, "ROLLBACK TO SAVEPOINT debit");
         }
         if (st != RPC_OK) {
-                return undo(db, st);
+                return st;
         }
         if (reason != NULL) {
-                st = emit_reason(db, "balance.rejected", so, reason);
-        } else {
-                ev.order_id = so->order_id;
-                ev.user_id = so->user_id;
-                ev.coupon_id = so->coupon_id;
-                ev.total = so->total;
-                ev.discount = discount;
-                ev.amount = so->total - discount;
-                st = txn_outbox_add(
-                    db, SAGA_SOURCE, "balance.debited", so->order_id, &ev.base, NULL);
+                return events_saga_emit(db, SAGA_SOURCE, "balance.rejected", so, reason);
         }
-        if (st == RPC_OK) {
-                st = db_commit(db);
-        }
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        *ret_duplicate = false;
-        return RPC_OK;
+        ev.order_id = so->order_id;
+        ev.user_id = so->user_id;
+        ev.coupon_id = so->coupon_id;
+        ev.total = so->total;
+        ev.discount = discount;
+        ev.amount = so->total - discount;
+        return txn_outbox_add(db, SAGA_SOURCE, "balance.debited", so->order_id, &ev.base, NULL);
 }
 
-/* payment.declined, order.cancelled: refunds the debit and restores the coupon, if there
- * are any. Takes the debit key too, so that a debit that comes later does nothing. */
+/* payment.declined, order.cancelled, behind the barrier key "refund:<order>": refunds the
+ * debit and restores the coupon, if there are any. Takes the debit key too, so that a debit
+ * that comes later does nothing. */
 static rpc_status
-refund_tx(
-    db_conn *db, const Mercato__Event__V1__SagaOrder *so, bool tell_product, bool *ret_duplicate)
+refund_apply(db_conn *db, void *arg)
 {
+        const saga_arg *a = arg;
         char key[64];
         rpc_status st;
 
-        saga_key(key, sizeof(key), "refund", so->order_id);
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
+        events_saga_key(key, sizeof(key), "debit", a->so->order_id);
         st = txn_barrier_enter(db, SAGA_CONSUMER, key);
         if (st == RPC_ALREADY_EXISTS) {
-                *ret_duplicate = true;
-                return undo(db, RPC_OK);
+                st = RPC_OK; /* it ran (or was refused): undo what it did */
         }
         if (st == RPC_OK) {
-                saga_key(key, sizeof(key), "debit", so->order_id);
-                st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-                if (st == RPC_ALREADY_EXISTS) {
-                        st = RPC_OK; /* it ran (or was refused): undo what it did */
-                }
+                st = user_store_refund(db, a->so->order_id);
         }
         if (st == RPC_OK) {
-                st = user_store_refund(db, so->order_id);
+                st = user_store_restore_coupon(db, a->so->order_id);
         }
-        if (st == RPC_OK) {
-                st = user_store_restore_coupon(db, so->order_id);
+        if (st == RPC_OK && a->tell_product) {
+                st = events_saga_emit(db, SAGA_SOURCE, "balance.refunded", a->so, a->so->reason);
         }
-        if (st == RPC_OK && tell_product) {
-                st = emit_reason(db, "balance.refunded", so, so->reason);
-        }
-        if (st == RPC_OK) {
-                st = db_commit(db);
-        }
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        *ret_duplicate = false;
-        return RPC_OK;
+        return st;
 }
 
-/* A saga delivery: one local transaction, retried when it aborts. */
+/* A saga delivery: one local transaction, retried when it aborts. A taken key is a
+ * duplicate, or for "debit:<order>" the compensation that came first. */
 static rpc_status
 deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kind,
     Mercato__Event__V1__DeliverAck *resp)
@@ -264,17 +203,12 @@ deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kin
         svc *s = svc_of_call(call);
         const rpc_conf *conf = s != NULL ? svc_conf(s) : NULL;
         bool duplicate = false;
-        char err[256] = "";
+        char key[64];
         rpc_status st;
 
-        if (svc_call_dataset(call) != SVC_DATASET_SPLIT) {
-                return rpc_call_error(
-                    call, RPC_FAILED_PRECONDITION, "no saga runs on the monolith dataset");
-        }
-        st = rpc_payload_unpack(&mercato__event__v1__saga_order__descriptor, req->payload.data,
-            req->payload.len, &msg, err, sizeof(err));
+        st = events_saga_order(call, req, &msg);
         if (st != RPC_OK) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "bad payload: %s", err);
+                return st;
         }
         so = (const Mercato__Event__V1__SagaOrder *) msg;
         st = check_saga_order(call, so, kind);
@@ -285,14 +219,10 @@ deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kin
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        for (int attempt = 1;; attempt++) {
-                st = kind == SAGA_DEBIT ? debit_tx(db, so, svc_step(conf, "user", "coupon"),
-                         svc_step(conf, "user", "debit"), &duplicate)
-                                        : refund_tx(db, so, kind == SAGA_REFUND, &duplicate);
-                if (st == RPC_OK || !db_retryable(st) || attempt == TXN_ATTEMPTS) {
-                        break;
-                }
-        }
+        saga_arg arg = { .so = so, .conf = conf, .tell_product = kind == SAGA_REFUND };
+        events_saga_key(key, sizeof(key), kind == SAGA_DEBIT ? "debit" : "refund", so->order_id);
+        st = txn_consume(db, SAGA_CONSUMER, key, kind == SAGA_DEBIT ? debit_apply : refund_apply,
+            &arg, &duplicate);
         if (st == RPC_UNAVAILABLE) {
                 return rpc_call_error(call, st, "user step does not answer (step switch)");
         }
@@ -308,9 +238,11 @@ deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kin
 
 RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__DeliverAck)
 {
-        if (req->event_id[0] == '\0' || strlen(req->event_id) > EVENT_ID_MAX) {
-                return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "event_id must be 1..%d bytes", EVENT_ID_MAX);
+        rpc_status st;
+
+        st = events_check_id(call, req->event_id);
+        if (st != RPC_OK) {
+                return st;
         }
         for (size_t i = 0; i < sizeof(saga_topics) / sizeof(saga_topics[0]); i++) {
                 if (strcmp(req->topic, saga_topics[i].topic) == 0) {

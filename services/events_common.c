@@ -1,0 +1,118 @@
+/* events_common.c: what the services' EventSinks share: payload checks and saga helpers. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "events_common.h"
+#include "svc.h"
+#include "txn.h"
+
+rpc_status
+events_check_id(rpc_call *call, const char *event_id)
+{
+        if (event_id[0] == '\0' || strlen(event_id) > EVENTS_ID_MAX) {
+                return rpc_call_error(
+                    call, RPC_INVALID_ARGUMENT, "event_id must be 1..%d bytes", EVENTS_ID_MAX);
+        }
+        return RPC_OK;
+}
+
+/* Checks an order.completed payload: the same rules in every consumer. */
+static rpc_status
+check_order_completed(rpc_call *call, const Mercato__Event__V1__OrderCompleted *oc)
+{
+        if (oc->order_id <= 0) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "order_id must be > 0");
+        }
+        if (oc->user_id <= 0) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "user_id must be > 0");
+        }
+        if (oc->amount < 0) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "amount must be >= 0");
+        }
+        if (oc->n_items > EVENTS_ITEMS_MAX) {
+                return rpc_call_error(
+                    call, RPC_INVALID_ARGUMENT, "items must be 0..%d", EVENTS_ITEMS_MAX);
+        }
+        if (oc->completed_at_ms < 0 || oc->completed_at_ms > EVENTS_TIME_MAX_MS) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "completed_at_ms out of range");
+        }
+        for (size_t i = 0; i < oc->n_items; i++) {
+                const Mercato__Event__V1__OrderCompleted__Line *l = oc->items[i];
+
+                if (l->product_id <= 0) {
+                        return rpc_call_error(call, RPC_INVALID_ARGUMENT, "product_id must be > 0");
+                }
+                if (l->quantity <= 0 || l->quantity > EVENTS_QUANTITY_MAX) {
+                        return rpc_call_error(
+                            call, RPC_INVALID_ARGUMENT, "quantity must be 1..1000000000000");
+                }
+        }
+        return RPC_OK;
+}
+
+rpc_status
+events_order_completed(
+    rpc_call *call, const Mercato__Event__V1__Event *req, ProtobufCMessage **ret_msg)
+{
+        RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
+        char err[256] = "";
+        rpc_status st;
+
+        st = rpc_payload_unpack(&mercato__event__v1__order_completed__descriptor, req->payload.data,
+            req->payload.len, &msg, err, sizeof(err));
+        if (st != RPC_OK) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "bad payload: %s", err);
+        }
+        st = check_order_completed(call, (const Mercato__Event__V1__OrderCompleted *) msg);
+        if (st != RPC_OK) {
+                return st;
+        }
+        *ret_msg = msg;
+        msg = NULL; /* handed on */
+        return RPC_OK;
+}
+
+rpc_status
+events_saga_order(rpc_call *call, const Mercato__Event__V1__Event *req, ProtobufCMessage **ret_msg)
+{
+        RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
+        char err[256] = "";
+        rpc_status st;
+
+        if (svc_call_dataset(call) != SVC_DATASET_SPLIT) {
+                return rpc_call_error(
+                    call, RPC_FAILED_PRECONDITION, "no saga runs on the monolith dataset");
+        }
+        st = rpc_payload_unpack(&mercato__event__v1__saga_order__descriptor, req->payload.data,
+            req->payload.len, &msg, err, sizeof(err));
+        if (st != RPC_OK) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "bad payload: %s", err);
+        }
+        *ret_msg = msg;
+        msg = NULL; /* handed on */
+        return RPC_OK;
+}
+
+void
+events_saga_key(char *buf, size_t len, const char *action, int64_t order_id)
+{
+        snprintf(buf, len, "%s:%" PRId64, action, order_id);
+}
+
+rpc_status
+events_saga_emit(db_conn *db, const char *source, const char *topic,
+    const Mercato__Event__V1__SagaOrder *so, const char *reason)
+{
+        Mercato__Event__V1__SagaOrder ev = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
+
+        if (reason == NULL) {
+                return txn_outbox_add(db, source, topic, so->order_id, &so->base, NULL);
+        }
+        ev.order_id = so->order_id;
+        ev.user_id = so->user_id;
+        ev.coupon_id = so->coupon_id;
+        ev.total = so->total;
+        ev.reason = (char *) reason;
+        return txn_outbox_add(db, source, topic, so->order_id, &ev.base, NULL);
+}
