@@ -129,22 +129,37 @@ harness_db_create(const char *prefix)
         return conninfo_for(name);
 }
 
+/* Ports are drawn below Linux's ephemeral range (32768-60999): a port the kernel handed
+ * out for bind(0) could be taken again by any outgoing connection (to PostgreSQL, say)
+ * between this check and the service's own bind. The draw depends on the pid, so that
+ * tests running side by side rarely try the same port. */
 int
 harness_free_port(void)
 {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET };
-        socklen_t len = sizeof(sa);
-        int port;
+        static uint64_t state;
 
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0
-            || getsockname(fd, (struct sockaddr *) &sa, &len) != 0) {
-                die("cannot find a free port: %s", strerror(errno));
+        if (state == 0) {
+                state = ((uint64_t) getpid() << 32) ^ (uint64_t) rpc_now_mono_us();
         }
-        port = ntohs(sa.sin_port);
-        close(fd);
-        return port;
+        for (int tries = 0; tries < 1000; tries++) {
+                int port = 20000 + (int) (rpc_rand_next(&state) % 12000);
+                int fd = socket(AF_INET, SOCK_STREAM, 0);
+                struct sockaddr_in sa = { .sin_family = AF_INET };
+                int ok;
+
+                if (fd < 0) {
+                        die("socket: %s", strerror(errno));
+                }
+                sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                sa.sin_port = htons((uint16_t) port);
+                ok = bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0;
+                close(fd);
+                if (ok) {
+                        return port;
+                }
+        }
+        die("cannot find a free port in 20000-31999");
+        return -1;
 }
 
 char *
