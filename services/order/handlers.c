@@ -141,6 +141,20 @@ RPC_HANDLER(handle_place_order, Mercato__Order__V1__PlaceOrderRequest,
         return st;
 }
 
+rpc_status
+order_reply_key(
+    rpc_call *call, db_conn *db, const char *key, Mercato__Order__V1__PlaceOrderResponse *resp)
+{
+        order_rec rec;
+        rpc_status st = order_store_find_key(db, key, &rec);
+
+        if (st == RPC_OK) {
+                resp->order = order_msg(call, &rec, NULL);
+                order_rec_fini(&rec);
+        }
+        return st;
+}
+
 RPC_HANDLER(handle_get_order, Mercato__Order__V1__GetOrderRequest, Mercato__Order__V1__Order)
 {
         order_rec rec;

@@ -343,17 +343,13 @@ static rpc_status
 reply_existing(
     rpc_call *call, db_conn *db, const char *key, Mercato__Order__V1__PlaceOrderResponse *resp)
 {
-        order_rec rec;
-        rpc_status st;
+        rpc_status st = order_reply_key(call, db, key, resp);
 
-        st = order_store_find_key(db, key, &rec);
         if (st != RPC_OK) {
                 return rpc_call_error(call, st == RPC_NOT_FOUND ? RPC_ABORTED : st,
                     "order of idempotency key: %s",
                     st == RPC_NOT_FOUND ? "not found, retry" : db_errmsg(db));
         }
-        resp->order = order_msg(call, &rec, NULL);
-        order_rec_fini(&rec);
         return RPC_OK;
 }
 
@@ -375,10 +371,8 @@ order_monolith_place(
                 return RPC_UNAVAILABLE;
         }
         if (r->idempotency_key[0] != '\0') {
-                rpc_status st = order_store_find_key(db, r->idempotency_key, &rec);
+                rpc_status st = order_reply_key(call, db, r->idempotency_key, resp);
                 if (st == RPC_OK) {
-                        resp->order = order_msg(call, &rec, NULL);
-                        order_rec_fini(&rec);
                         return RPC_OK;
                 }
                 if (st != RPC_NOT_FOUND) {

@@ -51,6 +51,12 @@ rpc_status order_tpc_place(
 rpc_status order_tpc_start(svc *s) RPC_WARN_UNUSED;
 void order_tpc_stop(svc *s);
 
+/* Puts the order an idempotency key placed into resp->order, in the call's arena. Returns
+ * OK when it did, NOT_FOUND when no order has the key, else the database's status; it sets
+ * no message, so that each caller words its own (handlers.c). */
+rpc_status order_reply_key(rpc_call *call, db_conn *db, const char *key,
+    Mercato__Order__V1__PlaceOrderResponse *resp) RPC_WARN_UNUSED;
+
 /* An Order message for a stored order, in the call's arena (handlers.c). */
 Mercato__Order__V1__Order *order_msg(
     rpc_call *call, const order_rec *rec, Mercato__Order__V1__Order *msg);

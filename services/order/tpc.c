@@ -642,13 +642,9 @@ record_cancelled(
         rpc_status st;
 
         st = order_store_create(db, &on, &o->order_id, &o->created_at_ms);
-        if (st == RPC_ALREADY_EXISTS && o->r->idempotency_key[0] != '\0') {
-                order_rec rec;
-                if (order_store_find_key(db, o->r->idempotency_key, &rec) == RPC_OK) {
-                        resp->order = order_msg(o->call, &rec, NULL);
-                        order_rec_fini(&rec);
-                        return RPC_OK;
-                }
+        if (st == RPC_ALREADY_EXISTS && o->r->idempotency_key[0] != '\0'
+            && order_reply_key(o->call, db, o->r->idempotency_key, resp) == RPC_OK) {
+                return RPC_OK;
         }
         if (st != RPC_OK) {
                 return rpc_call_error(o->call, st, "record cancelled order: %s", db_errmsg(db));
@@ -752,15 +748,8 @@ quote(tpc_order *o, const char **ret_reason)
 static bool
 reply_key(db_conn *db, tpc_order *o, Mercato__Order__V1__PlaceOrderResponse *resp)
 {
-        order_rec rec;
-
-        if (o->r->idempotency_key[0] == '\0'
-            || order_store_find_key(db, o->r->idempotency_key, &rec) != RPC_OK) {
-                return false;
-        }
-        resp->order = order_msg(o->call, &rec, NULL);
-        order_rec_fini(&rec);
-        return true;
+        return o->r->idempotency_key[0] != '\0'
+            && order_reply_key(o->call, db, o->r->idempotency_key, resp) == RPC_OK;
 }
 
 /* The order PENDING with its items, and the log's row, in one transaction. */
