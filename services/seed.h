@@ -15,5 +15,6 @@ typedef struct svc_seed {
         int64_t coupons;         /* ids 1..coupons */
         int64_t coupon_quantity; /* how many of each coupon can be issued */
         int64_t declining_users; /* the last N user ids have payments that decline */
+        int64_t poor_users;      /* the N user ids before those start with balance 0 */
         uint64_t seed;           /* prices and discounts derive from it */
 } svc_seed;

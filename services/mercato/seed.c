@@ -15,6 +15,8 @@ const cli_opt cli_seed_opts[] = {
         { "declining-users", "N", "the last N users' payments decline (default 0)" },
         { "seed", "N", "prices and discounts derive from it (default 42)" },
         { "dataset", "WHICH", "split (each service's database), monolith, or all (default)" },
+        { "poor-users", "N",
+            "the N users before the declining ones start with balance 0 (default 0)" },
         { NULL, NULL, NULL },
 };
 
@@ -52,9 +54,10 @@ describe(const seed_store *st, const svc_seed *s, char *buf, size_t len)
                 snprintf(buf, len, "%lld products, stock %lld each", (long long) s->products,
                     (long long) s->stock);
         } else if (strcmp(st->name, "user") == 0) {
-                snprintf(buf, len, "%lld users, balance %lld each; %lld coupons, %lld of each",
-                    (long long) s->users, (long long) s->balance, (long long) s->coupons,
-                    (long long) s->coupon_quantity);
+                snprintf(buf, len,
+                    "%lld users, balance %lld each (%lld with 0); %lld coupons, %lld of each",
+                    (long long) s->users, (long long) s->balance, (long long) s->poor_users,
+                    (long long) s->coupons, (long long) s->coupon_quantity);
         } else if (strcmp(st->name, "payment") == 0) {
                 snprintf(
                     buf, len, "no payments; %lld declining users", (long long) s->declining_users);
@@ -132,6 +135,7 @@ cli_seed_run(cli *c, const cli_args *a)
                 .coupons = 10,
                 .coupon_quantity = 100,
                 .declining_users = 0,
+                .poor_users = 0,
                 .seed = 42,
         };
         int64_t seed = 42;
@@ -148,13 +152,19 @@ cli_seed_run(cli *c, const cli_args *a)
             || cli_opt_i64(a, 5, "coupon-quantity", 0, max_amount, &s.coupon_quantity)
                 != CLI_EXIT_OK
             || cli_opt_i64(a, 6, "declining-users", 0, max_rows, &s.declining_users) != CLI_EXIT_OK
-            || cli_opt_i64(a, 7, "seed", 0, INT64_MAX, &seed) != CLI_EXIT_OK) {
+            || cli_opt_i64(a, 7, "seed", 0, INT64_MAX, &seed) != CLI_EXIT_OK
+            || cli_opt_i64(a, 9, "poor-users", 0, max_rows, &s.poor_users) != CLI_EXIT_OK) {
                 return CLI_EXIT_USAGE;
         }
         s.seed = (uint64_t) seed;
         if (s.declining_users > s.users) {
                 return cli_usage_error("--declining-users (%lld) exceeds --users (%lld)",
                     (long long) s.declining_users, (long long) s.users);
+        }
+        if (s.poor_users > s.users - s.declining_users) {
+                return cli_usage_error(
+                    "--poor-users (%lld) exceeds --users minus --declining-users (%lld)",
+                    (long long) s.poor_users, (long long) (s.users - s.declining_users));
         }
         /* `mercato --dataset monolith seed` means the same as `mercato seed --dataset monolith`. */
         const char *dataset = a->opt[8] != NULL ? a->opt[8] : c->dataset;
@@ -193,12 +203,12 @@ cli_seed_run(cli *c, const cli_args *a)
                     SEED_N_STORES, &s, report);
         }
         if (rc == CLI_EXIT_OK && c->json) {
-                json_t *out = json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o}", "seed",
-                    "products", (json_int_t) s.products, "stock", (json_int_t) s.stock, "users",
-                    (json_int_t) s.users, "balance", (json_int_t) s.balance, "coupons",
+                json_t *out = json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o}",
+                    "seed", "products", (json_int_t) s.products, "stock", (json_int_t) s.stock,
+                    "users", (json_int_t) s.users, "balance", (json_int_t) s.balance, "coupons",
                     (json_int_t) s.coupons, "coupon_quantity", (json_int_t) s.coupon_quantity,
-                    "declining_users", (json_int_t) s.declining_users, "seed", (json_int_t) seed,
-                    "stores", report);
+                    "declining_users", (json_int_t) s.declining_users, "poor_users",
+                    (json_int_t) s.poor_users, "seed", (json_int_t) seed, "stores", report);
                 cli_print_json(out);
                 json_decref(out);
         } else {

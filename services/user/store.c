@@ -83,14 +83,18 @@ static const db_stmt user_stmt_list[] = {
         /* Seeding empties the txn tables too (txn.h names them): the admin path only. */
         { "user_seed_truncate",
             "TRUNCATE users, ledger, coupons, user_coupons RESTART IDENTITY CASCADE", 0 },
+        /* $3 poor users, just below the $4 declining ones at the top, start with nothing. */
         { "user_seed_users",
             "INSERT INTO users (id, name, balance)"
-            " SELECT g, 'user-' || g, $2 FROM generate_series(1, $1::bigint) g",
-            2 },
+            " SELECT g, 'user-' || g, CASE WHEN g > $1::bigint - $4::bigint - $3::bigint"
+            " AND g <= $1::bigint - $4::bigint THEN 0 ELSE $2::bigint END"
+            " FROM generate_series(1, $1::bigint) g",
+            4 },
+        /* The initial balance is the first charge of the ledger. */
         { "user_seed_ledger",
             "INSERT INTO ledger (user_id, kind, amount)"
-            " SELECT g, 'charge', $2 FROM generate_series(1, $1::bigint) g WHERE $2::bigint > 0",
-            2 },
+            " SELECT id, 'charge', balance FROM users WHERE balance > 0 ORDER BY id",
+            0 },
         /* $2 is the seed as numeric text: it is a uint64. */
         { "user_seed_coupons",
             "INSERT INTO coupons (id, name, kind, value, quantity, issued)"
@@ -366,7 +370,8 @@ user_store_issue_coupon(db_conn *db, int64_t user_id, int64_t coupon_id, user_co
         rpc_status st;
 
         st = user_tx(db, issue_tx, &a);
-        if (st == RPC_NOT_FOUND && ret_what != NULL) {
+        /* a.what is unset when NOT_FOUND came from the database (SQLSTATE 42704). */
+        if (st == RPC_NOT_FOUND && ret_what != NULL && a.what != NULL) {
                 *ret_what = a.what;
         }
         if (st == RPC_OK) {
@@ -552,7 +557,9 @@ user_store_seed(db_conn *db, const svc_seed *s)
         db_params p;
         rpc_status st;
 
-        if (s->users < 0 || s->balance < 0 || s->coupons < 0 || s->coupon_quantity < 0) {
+        if (s->users < 0 || s->balance < 0 || s->coupons < 0 || s->coupon_quantity < 0
+            || s->poor_users < 0 || s->declining_users < 0
+            || s->poor_users > s->users - s->declining_users) {
                 return RPC_INVALID_ARGUMENT;
         }
         snprintf(seed, sizeof(seed), "%" PRIu64, s->seed);
@@ -565,10 +572,12 @@ user_store_seed(db_conn *db, const svc_seed *s)
                 db_params_init(&p);
                 db_params_i64(&p, s->users);
                 db_params_i64(&p, s->balance);
+                db_params_i64(&p, s->poor_users);
+                db_params_i64(&p, s->declining_users);
                 st = db_exec(db, "user_seed_users", &p, NULL);
         }
         if (st == RPC_OK) {
-                st = db_exec(db, "user_seed_ledger", &p, NULL);
+                st = db_exec(db, "user_seed_ledger", NULL, NULL);
         }
         if (st == RPC_OK) {
                 db_params_init(&p);
