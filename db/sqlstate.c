@@ -17,6 +17,7 @@ static const struct {
         { "22003", RPC_OUT_OF_RANGE },        /* numeric_value_out_of_range */
         { "22P02", RPC_INVALID_ARGUMENT },    /* invalid_text_representation */
         { "22023", RPC_INVALID_ARGUMENT },    /* invalid_parameter_value */
+        { "22021", RPC_INVALID_ARGUMENT },    /* character_not_in_repertoire: not UTF-8 */
         { "42704", RPC_NOT_FOUND },           /* undefined_object, e.g. no such prepared gid */
         { "57P01", RPC_UNAVAILABLE },         /* admin_shutdown, pg_terminate_backend */
         { "57P02", RPC_UNAVAILABLE },         /* crash_shutdown */

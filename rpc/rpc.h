@@ -392,6 +392,10 @@ rpc_status rpc_client_call(rpc_client *c, const char *method, const ProtobufCMes
     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
     const rpc_call_opts *opts, rpc_error *err) RPC_WARN_UNUSED;
 
+/* Opens a client for url, calls Health once (no retry, timeout_ms), and closes it: RPC_OK
+ * when the server answered. For start-up waits (the test harness, mercato-bench). */
+rpc_status rpc_health_once(const char *url, int64_t timeout_ms) RPC_WARN_UNUSED;
+
 /* Sends raw bytes as a whole request frame and returns the raw reply frame: for tests of
  * hostile input. */
 rpc_status rpc_client_send_frame(rpc_client *c, const uint8_t *frame, size_t len,

@@ -301,27 +301,6 @@ print_log(const harness_cluster *c, int i)
         fclose(f);
 }
 
-static bool
-healthy(const char *address)
-{
-        Mercato__Rpc__V1__HealthRequest req = MERCATO__RPC__V1__HEALTH_REQUEST__INIT;
-        rpc_call_opts opts = { .timeout_ms = 300, .no_retry = true };
-        ProtobufCMessage *resp = NULL;
-        rpc_client *cl = NULL;
-        rpc_status st;
-
-        if (rpc_client_open(address, NULL, &cl) != RPC_OK) {
-                return false;
-        }
-        st = rpc_client_call(cl, "/mercato.rpc.v1.StandardService/Health", &req.base,
-            &mercato__rpc__v1__health_response__descriptor, &resp, &opts, NULL);
-        if (resp != NULL) {
-                protobuf_c_message_free_unpacked(resp, NULL);
-        }
-        rpc_client_free(cl);
-        return st == RPC_OK;
-}
-
 static void
 wait_healthy(harness_cluster *c, int i)
 {
@@ -333,7 +312,7 @@ wait_healthy(harness_cluster *c, int i)
                         print_log(c, i);
                         die("%s exited during start-up", c->names[i]);
                 }
-                if (healthy(c->addresses[i])) {
+                if (rpc_health_once(c->addresses[i], 300) == RPC_OK) {
                         return;
                 }
                 usleep(200 * 1000);
@@ -413,19 +392,37 @@ harness_client(const harness_cluster *c, const char *name)
         return cl;
 }
 
-static void
+static int
 stop_pid(pid_t pid)
 {
+        int status = -1;
+
         kill(pid, SIGCONT);
         kill(pid, SIGTERM);
         for (int i = 0; i < 100; i++) {
-                if (waitpid(pid, NULL, WNOHANG) == pid) {
-                        return;
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        return status;
                 }
                 usleep(100 * 1000);
         }
         kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        waitpid(pid, &status, 0);
+        return status;
+}
+
+int
+harness_cluster_stop(harness_cluster *c, const char *name)
+{
+        int i = index_of(c, name);
+        int status;
+
+        if (i < 0 || c->pids[i] == 0) {
+                return -1;
+        }
+        status = stop_pid(c->pids[i]);
+        forget_pid(c->pids[i]);
+        c->pids[i] = 0;
+        return status;
 }
 
 void

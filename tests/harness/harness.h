@@ -57,6 +57,10 @@ const char *harness_cluster_db(const harness_cluster *c, const char *name);
 void harness_cluster_signal(harness_cluster *c, const char *name, int sig);
 void harness_cluster_restart(harness_cluster *c, const char *name);
 
+/* Stops one service (SIGTERM, then SIGKILL after 10 s) and returns its wait status, as
+ * waitpid gives it; -1 if it was not running. */
+int harness_cluster_stop(harness_cluster *c, const char *name);
+
 /* True if the service's process is still alive. */
 bool harness_cluster_alive(harness_cluster *c, const char *name);
 
