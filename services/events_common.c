@@ -93,26 +93,3 @@ events_saga_order(rpc_call *call, const Mercato__Event__V1__Event *req, Protobuf
         msg = NULL; /* handed on */
         return RPC_OK;
 }
-
-void
-events_saga_key(char *buf, size_t len, const char *action, int64_t order_id)
-{
-        snprintf(buf, len, "%s:%" PRId64, action, order_id);
-}
-
-rpc_status
-events_saga_emit(db_conn *db, const char *source, const char *topic,
-    const Mercato__Event__V1__SagaOrder *so, const char *reason)
-{
-        Mercato__Event__V1__SagaOrder ev = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
-
-        if (reason == NULL) {
-                return txn_outbox_add(db, source, topic, so->order_id, &so->base, NULL);
-        }
-        ev.order_id = so->order_id;
-        ev.user_id = so->user_id;
-        ev.coupon_id = so->coupon_id;
-        ev.total = so->total;
-        ev.reason = (char *) reason;
-        return txn_outbox_add(db, source, topic, so->order_id, &ev.base, NULL);
-}

@@ -211,6 +211,8 @@ relays_start(svc *s)
                         = (int) rpc_conf_get_int(s->conf, d->name, "relay_max_attempts", 0),
                         .poll_ms = rpc_conf_get_int(s->conf, d->name, "relay_poll_ms", 0),
                         .batch = (int) rpc_conf_get_int(s->conf, d->name, "relay_batch", 0),
+                        .parallel = (int) rpc_conf_get_int(s->conf, d->name, "relay_parallel", 0),
+                        .lease_ms = rpc_conf_get_int(s->conf, d->name, "relay_lease_ms", 0),
                 };
                 txn_relay *r = NULL;
 

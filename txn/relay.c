@@ -14,7 +14,11 @@
  *
  * A relay drains the outbox of one source in one database. One thread fans events out;
  * each subscriber then has a delivery thread of its own, with its own connection and its
- * own RPC client, so a dead or slow subscriber holds up nobody but itself.
+ * own RPC client, so a dead or slow subscriber holds up nobody but itself. The delivery
+ * thread claims a batch, makes its calls up to `parallel` at once (it and parallel - 1
+ * call threads take them in turn), then records each outcome on its connection. A
+ * subscriber's consumer commits one transaction per event, so calls in flight at once let
+ * PostgreSQL flush those commits together instead of one after another.
  *
  * States of an event (txn_outbox):
  *   NEW        fanned_out = false: committed by its writer, subscribers not yet known
@@ -65,8 +69,18 @@
  *     claimed row is not due before the lease ends), two live relays never deliver one
  *     event to one subscriber at the same time.
  *
- * Ordering: none is promised between events. Within a batch the calls go out in seq
- * (insertion) order, so first attempts roughly follow the outbox, but a retried event is
+ * Durability: the relay's own sessions commit with synchronous_commit off. Every row it
+ * writes (a fan-out, a claim, DONE, a retry, a dead letter) is bookkeeping that a crash may
+ * roll back without losing an event: a lost fan-out is fanned out again, a lost DONE is a
+ * redelivery that the consumer's barrier absorbs, a lost retry or dead letter is one more
+ * attempt. What must survive a crash, the event itself and each consumer's effects, is
+ * written by its writer's own synchronous commits. PostgreSQL keeps the order: a later
+ * synchronous commit flushes every earlier asynchronous one. So a hop of the saga waits
+ * for one WAL flush (the consumer's), not three.
+ *
+ * Ordering: none is promised between events. Within a batch the calls start in seq
+ * (insertion) order, up to `parallel` at once, so first attempts roughly follow the
+ * outbox and two calls may overlap, and a retried event is
  * overtaken by later ones: a poisonous event or a dead subscriber must not block the rest.
  * Consumers must not depend on order; the barrier absorbs duplicates.
  *
@@ -119,6 +133,15 @@ static const struct {
 };
 
 typedef struct relay_sub relay_sub;
+typedef struct relay_item relay_item;
+
+/* One call of a batch: its item, and what became of it. */
+typedef struct relay_call {
+        relay_item *it;
+        bool tried; /* false: not started (stopping, lease short, unreachable): release */
+        rpc_status st;
+        char err[320];
+} relay_call;
 
 struct txn_relay {
         char *conninfo;
@@ -127,11 +150,15 @@ struct txn_relay {
         char **metadata;      /* key, value, ..., NULL; owned */
         int max_attempts;
         int batch;
+        int parallel;
         int64_t poll_ms;
         int64_t call_timeout_ms;
         int64_t backoff_initial_ms;
         int64_t backoff_max_ms;
         int64_t lease_ms;
+        rpc_status (*deliver)(void *arg, const char *subscriber,
+            const Mercato__Event__V1__Event *ev, char *err, size_t errlen);
+        void *deliver_arg;
 
         pthread_mutex_t mu; /* guards what follows, and every relay_sub's kicked */
         pthread_cond_t cv;  /* the fan-out thread waits here */
@@ -156,10 +183,22 @@ struct relay_sub {
         db_conn *db;
         uint64_t rng; /* for the jitter */
         relay_sub *next;
+
+        /* The batch in flight, shared with the subscriber's call threads (jmu). */
+        pthread_mutex_t jmu;
+        pthread_cond_t jcv; /* call threads wait for a batch here */
+        pthread_cond_t dcv; /* the delivery thread waits for the batch's end here */
+        relay_call *calls;  /* the batch's calls; NULL between batches */
+        int n_calls, next_call, done_calls;
+        int64_t last_start; /* no call starts later (the lease) */
+        bool unreachable;   /* a call found the subscriber unreachable: start no more */
+        bool jstop;
+        pthread_t *helpers; /* parallel - 1 call threads */
+        int n_helpers;
 };
 
 /* One claimed delivery, copied out of the claim's result. */
-typedef struct relay_item {
+struct relay_item {
         char event_id[TXN_EVENT_ID_LEN];
         char lease[TXN_EVENT_ID_LEN];
         int attempts; /* this attempt included */
@@ -170,7 +209,7 @@ typedef struct relay_item {
         size_t payload_len;
         int64_t created_at_ms;
         char *source;
-} relay_item;
+};
 
 static void
 cond_init_monotonic(pthread_cond_t *cv)
@@ -239,6 +278,62 @@ relay_db(txn_relay *r, db_conn **db)
                 return RPC_OK;
         }
         return db_ensure(*db);
+}
+
+/* Appends keyword='value' to buf, quoting as libpq's conninfo wants. */
+static void
+conninfo_add(char *buf, size_t len, const char *keyword, const char *value)
+{
+        size_t off = strlen(buf);
+
+        off += (size_t) snprintf(
+            buf + off, len > off ? len - off : 0, "%s%s='", off > 0 ? " " : "", keyword);
+        for (const char *p = value; *p != '\0' && off + 3 < len; p++) {
+                if (*p == '\'' || *p == '\\') {
+                        buf[off++] = '\\';
+                }
+                buf[off++] = *p;
+        }
+        if (off + 2 < len) {
+                buf[off++] = '\'';
+                buf[off] = '\0';
+        }
+}
+
+/* The relay's own conninfo: the one given, with synchronous_commit off for its sessions
+ * (see NOTES: every relay write may be lost in a crash without losing an event). NULL if
+ * the conninfo does not parse; db_connect then reports why. */
+static char *
+relay_conninfo(const char *conninfo)
+{
+        PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+        size_t len = strlen(conninfo) * 2 + 128;
+        char *buf;
+        const char *extra = "-c synchronous_commit=off";
+        bool had_options = false;
+
+        if (opts == NULL) {
+                return rpc_xstrdup(conninfo);
+        }
+        buf = rpc_xcalloc(1, len);
+        for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+                if (o->val == NULL) {
+                        continue;
+                }
+                if (strcmp(o->keyword, "options") == 0) {
+                        char joined[1024];
+                        snprintf(joined, sizeof(joined), "%s %s", o->val, extra);
+                        conninfo_add(buf, len, o->keyword, joined);
+                        had_options = true;
+                } else {
+                        conninfo_add(buf, len, o->keyword, o->val);
+                }
+        }
+        if (!had_options) {
+                conninfo_add(buf, len, "options", extra);
+        }
+        PQconninfoFree(opts);
+        return buf;
 }
 
 static const char *
@@ -366,10 +461,6 @@ sub_deliver(relay_sub *sub, const relay_item *it, char *err, size_t errlen)
         rpc_error e = { 0 };
         rpc_status st;
 
-        if (sub->client == NULL) {
-                snprintf(err, errlen, "%s", sub->client_err);
-                return RPC_FAILED_PRECONDITION;
-        }
         ev.event_id = (char *) it->event_id;
         ev.topic = it->topic;
         ev.aggregate_id = it->aggregate_id;
@@ -377,6 +468,13 @@ sub_deliver(relay_sub *sub, const relay_item *it, char *err, size_t errlen)
         ev.payload.len = it->payload_len;
         ev.created_at_ms = it->created_at_ms;
         ev.source = it->source;
+        if (r->deliver != NULL) {
+                return r->deliver(r->deliver_arg, sub->name, &ev, err, errlen);
+        }
+        if (sub->client == NULL) {
+                snprintf(err, errlen, "%s", sub->client_err);
+                return RPC_FAILED_PRECONDITION;
+        }
         rpc_call_opts co = {
                 .timeout_ms = r->call_timeout_ms,
                 .idempotency_key = it->event_id,
@@ -419,12 +517,77 @@ sub_mark(relay_sub *sub, const char *stmt, const relay_item *it, const char *lea
         }
 }
 
-static void
-sub_release(relay_sub *sub, const relay_item *items, int from, int n, int64_t delay_ms)
+/* Takes the batch's next call and runs it, or marks it not tried. Called with jmu held;
+ * returns false when the batch has no call left to take. */
+static bool
+sub_call_next(relay_sub *sub)
 {
-        for (int i = from; i < n; i++) {
-                sub_mark(sub, TXN_STMT_RELEASE, &items[i], items[i].lease, &delay_ms, NULL);
+        relay_call *c;
+        bool go;
+
+        if (sub->calls == NULL || sub->next_call >= sub->n_calls) {
+                return false;
         }
+        c = &sub->calls[sub->next_call++];
+        go = !sub->unreachable && !relay_stopping(sub->r) && rpc_now_mono_ms() <= sub->last_start;
+        pthread_mutex_unlock(&sub->jmu);
+        if (go) {
+                c->tried = true;
+                c->st = sub_deliver(sub, c->it, c->err, sizeof(c->err));
+        }
+        pthread_mutex_lock(&sub->jmu);
+        if (go && (c->st == RPC_UNAVAILABLE || c->st == RPC_DEADLINE_EXCEEDED)) {
+                /* The subscriber is unreachable: the rest would only time out too. */
+                sub->unreachable = true;
+        }
+        if (++sub->done_calls == sub->n_calls) {
+                pthread_cond_signal(&sub->dcv);
+        }
+        return true;
+}
+
+/* A call thread: runs calls of whatever batch is in flight, until the subscriber stops. */
+static void *
+sub_helper(void *arg)
+{
+        relay_sub *sub = arg;
+
+        pthread_mutex_lock(&sub->jmu);
+        while (!sub->jstop) {
+                if (!sub_call_next(sub)) {
+                        pthread_cond_wait(&sub->jcv, &sub->jmu);
+                }
+        }
+        pthread_mutex_unlock(&sub->jmu);
+        return NULL;
+}
+
+/* Runs the n calls of a batch, up to `parallel` at once (the delivery thread is one of the
+ * callers), and returns when every call has ended or was left untried. The results are
+ * in sub->calls, in the batch's order. */
+static void
+sub_call_batch(relay_sub *sub, relay_item *items, int n, int64_t last_start)
+{
+        relay_call *calls = rpc_xcalloc((size_t) n, sizeof(*calls));
+
+        for (int i = 0; i < n; i++) {
+                calls[i].it = &items[i];
+        }
+        pthread_mutex_lock(&sub->jmu);
+        sub->calls = calls;
+        sub->n_calls = n;
+        sub->next_call = 0;
+        sub->done_calls = 0;
+        sub->last_start = last_start;
+        sub->unreachable = false;
+        if (n > 1) {
+                pthread_cond_broadcast(&sub->jcv);
+        }
+        while (sub_call_next(sub)) { }
+        while (sub->done_calls < sub->n_calls) {
+                pthread_cond_wait(&sub->dcv, &sub->jmu);
+        }
+        pthread_mutex_unlock(&sub->jmu);
 }
 
 /* One claim and its calls. Returns the number of rows claimed, or -1 if the claim failed. */
@@ -434,6 +597,7 @@ sub_pass(relay_sub *sub)
         txn_relay *r = sub->r;
         DB_RES_CLEANUP PGresult *res = NULL;
         int64_t claimed_at = rpc_now_mono_ms();
+        /* No call starts later than this, so that none outlives the lease. */
         int64_t last_start = claimed_at + r->lease_ms - r->call_timeout_ms - LEASE_MARGIN_MS;
         relay_item *items;
         db_params p;
@@ -459,34 +623,33 @@ sub_pass(relay_sub *sub)
         res = NULL;
         qsort(items, (size_t) n, sizeof(*items), item_cmp);
 
+        sub_call_batch(sub, items, n, last_start);
         for (int i = 0; i < n; i++) {
-                relay_item *it = &items[i];
-                char err[320];
-                rpc_status st;
+                relay_call *c = &sub->calls[i];
                 int64_t delay;
 
-                if (relay_stopping(r) || rpc_now_mono_ms() > last_start) {
-                        sub_release(sub, items, i, n, 0);
-                        break;
-                }
-                st = sub_deliver(sub, it, err, sizeof(err));
-                if (st == RPC_OK) {
-                        sub_mark(sub, TXN_STMT_DONE, it, NULL, NULL, NULL);
+                if (!c->tried) {
+                        /* Not started: back with its attempt uncounted, at once when the
+                         * relay stops or the lease ran short, after the backoff of the
+                         * failure when the subscriber is unreachable. */
+                        delay = sub->unreachable ? relay_backoff_ms(r, c->it->attempts, &sub->rng)
+                                                 : 0;
+                        sub_mark(sub, TXN_STMT_RELEASE, c->it, c->it->lease, &delay, NULL);
                         continue;
                 }
-                delay = relay_backoff_ms(r, it->attempts, &sub->rng);
-                if (it->attempts >= r->max_attempts) {
-                        sub_mark(sub, TXN_STMT_DEAD, it, it->lease, NULL, err);
-                } else {
-                        sub_mark(sub, TXN_STMT_RETRY, it, it->lease, &delay, err);
+                if (c->st == RPC_OK) {
+                        sub_mark(sub, TXN_STMT_DONE, c->it, NULL, NULL, NULL);
+                        continue;
                 }
-                if (st == RPC_UNAVAILABLE || st == RPC_DEADLINE_EXCEEDED) {
-                        /* The subscriber is unreachable: the rest would only time out too.
-                         * They wait as long as this one, without an attempt counted. */
-                        sub_release(sub, items, i + 1, n, delay);
-                        break;
+                delay = relay_backoff_ms(r, c->it->attempts, &sub->rng);
+                if (c->it->attempts >= r->max_attempts) {
+                        sub_mark(sub, TXN_STMT_DEAD, c->it, c->it->lease, NULL, c->err);
+                } else {
+                        sub_mark(sub, TXN_STMT_RETRY, c->it, c->it->lease, &delay, c->err);
                 }
         }
+        free(sub->calls);
+        sub->calls = NULL;
         for (int i = 0; i < n; i++) {
                 item_fini(&items[i]);
         }
@@ -518,6 +681,13 @@ sub_thread(void *arg)
         relay_sub *sub = arg;
         txn_relay *r = sub->r;
 
+        sub->helpers = rpc_xcalloc((size_t) r->parallel, sizeof(*sub->helpers));
+        for (int i = 0; i + 1 < r->parallel; i++) {
+                if (pthread_create(&sub->helpers[sub->n_helpers], NULL, sub_helper, sub) != 0) {
+                        break; /* fewer calls at once, still correct */
+                }
+                sub->n_helpers++;
+        }
         while (!relay_stopping(r)) {
                 int64_t wait_ms = r->poll_ms;
                 int64_t due_ms;
@@ -533,6 +703,15 @@ sub_thread(void *arg)
                 }
                 relay_wait(r, &sub->cv, &sub->kicked, wait_ms);
         }
+        pthread_mutex_lock(&sub->jmu);
+        sub->jstop = true;
+        pthread_cond_broadcast(&sub->jcv);
+        pthread_mutex_unlock(&sub->jmu);
+        for (int i = 0; i < sub->n_helpers; i++) {
+                pthread_join(sub->helpers[i], NULL);
+        }
+        free(sub->helpers);
+        sub->helpers = NULL;
         db_close(sub->db);
         sub->db = NULL;
         return NULL;
@@ -543,6 +722,9 @@ sub_free(relay_sub *sub)
 {
         rpc_client_free(sub->client);
         pthread_cond_destroy(&sub->cv);
+        pthread_cond_destroy(&sub->jcv);
+        pthread_cond_destroy(&sub->dcv);
+        pthread_mutex_destroy(&sub->jmu);
         free(sub->name);
         free(sub);
 }
@@ -567,11 +749,14 @@ relay_sub_get(txn_relay *r, const char *name)
         sub->name = rpc_xstrdup(name);
         sub->rng = (uint64_t) rpc_now_mono_us() ^ (uint64_t) (uintptr_t) sub;
         cond_init_monotonic(&sub->cv);
+        pthread_mutex_init(&sub->jmu, NULL);
+        pthread_cond_init(&sub->jcv, NULL);
+        pthread_cond_init(&sub->dcv, NULL);
         address = conf_get(r, name, "address");
-        if (address == NULL) {
+        if (r->deliver == NULL && address == NULL) {
                 snprintf(sub->client_err, sizeof(sub->client_err),
                     "no address for subscriber %s in the topology", name);
-        } else {
+        } else if (r->deliver == NULL) {
                 rpc_client_opts co = { .timeout_ms = r->call_timeout_ms };
                 if (rpc_client_open(address, &co, &sub->client) != RPC_OK) {
                         sub->client = NULL;
@@ -701,12 +886,15 @@ txn_relay_start(const txn_relay_opts *opts, txn_relay **ret)
                 return RPC_INVALID_ARGUMENT;
         }
         r = rpc_xcalloc(1, sizeof(*r));
-        r->conninfo = rpc_xstrdup(opts->conninfo);
+        r->conninfo = relay_conninfo(opts->conninfo);
         r->source = rpc_xstrdup(opts->source);
         r->conf = opts->conf;
+        r->deliver = opts->deliver;
+        r->deliver_arg = opts->deliver_arg;
         r->max_attempts = opts->max_attempts > 0 ? opts->max_attempts : 10;
         r->poll_ms = opts->poll_ms > 0 ? opts->poll_ms : 500;
         r->batch = opts->batch > 0 ? opts->batch : 64;
+        r->parallel = opts->parallel > 0 ? (opts->parallel < 64 ? opts->parallel : 64) : 4;
         r->call_timeout_ms = opts->call_timeout_ms > 0 ? opts->call_timeout_ms : 2000;
         r->backoff_initial_ms = opts->backoff_initial_ms > 0 ? opts->backoff_initial_ms : 100;
         r->backoff_max_ms = opts->backoff_max_ms > 0 ? opts->backoff_max_ms : 60000;

@@ -128,6 +128,23 @@ void txn_tpc_sleep_past_timeout(const rpc_conf *conf);
 typedef Mercato__Txn__V1__PrepareRequest txn_tpc_request;
 typedef Mercato__Txn__V1__Vote txn_tpc_vote;
 
+/* A branch's SQL inside its open transaction (the marker is in): returns OK having set
+ * vote->yes, or vote->reason (a "no": the caller rolls back); or an error status with err
+ * set (ABORTED is retried). Each service's store library has its branch as one of these,
+ * so that the service and the replay (mercato-bench replay) run the same function. */
+typedef rpc_status (*txn_tpc_branch_fn)(
+    db_conn *db, const txn_tpc_request *req, txn_tpc_vote *vote, char *err, size_t errlen);
+
+/* A branch's prepare, as the Participant's Prepare runs it, on db (name, "product", is for
+ * messages): a branch prepared already
+ * votes yes again; else before (may be NULL: the service's step switches) may vote no
+ * first; then up to 4 runs of txn_tpc_begin (the marker), branch and PREPARE TRANSACTION,
+ * again while they abort. Returns OK with the vote (a "no" is rolled back), or an error
+ * status with err set: FAILED_PRECONDITION when the gid was rolled back before. */
+rpc_status txn_tpc_prepare_branch(db_conn *db, const char *name, const txn_tpc_request *req,
+    const char *(*before)(void *arg, const txn_tpc_request *req), void *before_arg,
+    txn_tpc_branch_fn branch, txn_tpc_vote *vote, char *err, size_t errlen) RPC_WARN_UNUSED;
+
 typedef struct txn_tpc_participant {
         const char *name; /* "product": for messages */
         /* The call's database connection (svc_db); NULL after setting the message. */
@@ -137,14 +154,10 @@ typedef struct txn_tpc_participant {
         const char *(*before)(rpc_call *call, const txn_tpc_request *req);
         /* Validates the branch's fields: OK, or an error status with the message set. */
         rpc_status (*validate)(rpc_call *call, const txn_tpc_request *req);
-        /* Runs the branch's SQL inside the open transaction. Returns OK having set
-         * vote->yes, or vote->reason (a "no": the caller rolls back); or an error status
-         * with the message set (ABORTED is retried). */
-        rpc_status (*branch)(
-            rpc_call *call, db_conn *db, const txn_tpc_request *req, txn_tpc_vote *vote);
+        /* Runs the branch's SQL inside the open transaction (see txn_tpc_branch_fn). */
+        txn_tpc_branch_fn branch;
         /* Quote: a read-only check, like branch but without writing. NULL: votes yes. */
-        rpc_status (*quote)(
-            rpc_call *call, db_conn *db, const txn_tpc_request *req, txn_tpc_vote *vote);
+        txn_tpc_branch_fn quote;
 } txn_tpc_participant;
 
 #define TXN_TPC_N_METHODS 5

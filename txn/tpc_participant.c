@@ -401,6 +401,7 @@ rpc_status
 txn_tpc_handle_quote(
     rpc_call *call, const txn_tpc_participant *p, const txn_tpc_request *req, txn_tpc_vote *vote)
 {
+        char err[256] = "";
         rpc_status st;
 
         if (p->validate != NULL && (st = p->validate(call, req)) != RPC_OK) {
@@ -414,15 +415,97 @@ txn_tpc_handle_quote(
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        return p->quote(call, db, req, vote);
+        st = p->quote(db, req, vote, err, sizeof(err));
+        if (st != RPC_OK) {
+                return rpc_call_error(call, st, "%s", err);
+        }
+        return RPC_OK;
+}
+
+rpc_status
+txn_tpc_prepare_branch(db_conn *db, const char *name, const txn_tpc_request *req,
+    const char *(*before)(void *arg, const txn_tpc_request *req), void *before_arg,
+    txn_tpc_branch_fn branch, txn_tpc_vote *vote, char *err, size_t errlen)
+{
+        txn_tpc_branch_state state = TXN_TPC_UNKNOWN;
+        const char *reason;
+        rpc_status st;
+
+        /* A resent Prepare of a branch prepared already votes yes again. */
+        st = txn_tpc_branch_state_get(db, req->gid, &state);
+        if (st != RPC_OK) {
+                snprintf(err, errlen, "database: %s", db_errmsg(db));
+                return st;
+        }
+        if (state == TXN_TPC_PREPARED) {
+                vote->yes = true;
+                return RPC_OK;
+        }
+        if (before != NULL && (reason = before(before_arg, req)) != NULL) {
+                return vote_no(vote, reason);
+        }
+        for (int attempt = 0; attempt < TPC_ATTEMPTS; attempt++) {
+                vote->yes = false;
+                vote->reason = (char *) "";
+                st = txn_tpc_begin(db, req->gid, &state);
+                if (st == RPC_FAILED_PRECONDITION) {
+                        if (state == TXN_TPC_COMMITTED) {
+                                vote->yes = true; /* a resend after the commit */
+                                return RPC_OK;
+                        }
+                        snprintf(err, errlen, "%s: gid %s was rolled back: prepare refused", name,
+                            req->gid);
+                        return st;
+                }
+                if (st != RPC_OK) {
+                        if (db_retryable(st)) {
+                                continue;
+                        }
+                        snprintf(err, errlen, "database: %s", db_errmsg(db));
+                        return st;
+                }
+                st = branch(db, req, vote, err, errlen);
+                if (st != RPC_OK || !vote->yes) {
+                        db_rollback(db);
+                        if (st != RPC_OK && db_retryable(st) && attempt + 1 < TPC_ATTEMPTS) {
+                                continue;
+                        }
+                        return st;
+                }
+                st = txn_tpc_prepare(db, req->gid);
+                if (st == RPC_OK) {
+                        return RPC_OK;
+                }
+                db_rollback(db);
+                if (!db_retryable(st)) {
+                        snprintf(err, errlen, "prepare transaction: %s", db_errmsg(db));
+                        return st;
+                }
+        }
+        snprintf(err, errlen, "%s: the branch kept aborting", name);
+        return RPC_ABORTED;
+}
+
+/* The service's step switches, for txn_tpc_prepare_branch. */
+typedef struct before_ctx {
+        rpc_call *call;
+        const txn_tpc_participant *p;
+} before_ctx;
+
+static const char *
+call_before(void *arg, const txn_tpc_request *req)
+{
+        before_ctx *c = arg;
+
+        return c->p->before(c->call, req);
 }
 
 rpc_status
 txn_tpc_handle_prepare(
     rpc_call *call, const txn_tpc_participant *p, const txn_tpc_request *req, txn_tpc_vote *vote)
 {
-        txn_tpc_branch_state state = TXN_TPC_UNKNOWN;
-        const char *reason;
+        before_ctx ctx = { .call = call, .p = p };
+        char err[256] = "";
         rpc_status st;
 
         if ((st = check_gid(call, req->gid)) != RPC_OK) {
@@ -438,54 +521,12 @@ txn_tpc_handle_prepare(
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        /* A resent Prepare of a branch prepared already votes yes again. */
-        st = txn_tpc_branch_state_get(db, req->gid, &state);
+        st = txn_tpc_prepare_branch(db, p->name, req, p->before != NULL ? call_before : NULL, &ctx,
+            p->branch, vote, err, sizeof(err));
         if (st != RPC_OK) {
-                return rpc_call_error(call, st, "database: %s", db_errmsg(db));
+                return rpc_call_error(call, st, "%s", err);
         }
-        if (state == TXN_TPC_PREPARED) {
-                vote->yes = true;
-                return RPC_OK;
-        }
-        if (p->before != NULL && (reason = p->before(call, req)) != NULL) {
-                return vote_no(vote, reason);
-        }
-        for (int attempt = 0; attempt < TPC_ATTEMPTS; attempt++) {
-                vote->yes = false;
-                vote->reason = (char *) "";
-                st = txn_tpc_begin(db, req->gid, &state);
-                if (st == RPC_FAILED_PRECONDITION) {
-                        if (state == TXN_TPC_COMMITTED) {
-                                vote->yes = true; /* a resend after the commit */
-                                return RPC_OK;
-                        }
-                        return rpc_call_error(call, st,
-                            "%s: gid %s was rolled back: prepare refused", p->name, req->gid);
-                }
-                if (st != RPC_OK) {
-                        if (db_retryable(st)) {
-                                continue;
-                        }
-                        return rpc_call_error(call, st, "database: %s", db_errmsg(db));
-                }
-                st = p->branch(call, db, req, vote);
-                if (st != RPC_OK || !vote->yes) {
-                        db_rollback(db);
-                        if (st != RPC_OK && db_retryable(st) && attempt + 1 < TPC_ATTEMPTS) {
-                                continue;
-                        }
-                        return st;
-                }
-                st = txn_tpc_prepare(db, req->gid);
-                if (st == RPC_OK) {
-                        return RPC_OK;
-                }
-                db_rollback(db);
-                if (!db_retryable(st)) {
-                        return rpc_call_error(call, st, "prepare transaction: %s", db_errmsg(db));
-                }
-        }
-        return rpc_call_error(call, RPC_ABORTED, "%s: the branch kept aborting", p->name);
+        return RPC_OK;
 }
 
 rpc_status

@@ -8,6 +8,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "db.h"
+#include "event.pb-c.h"
 #include "rpc.h"
 
 /*
@@ -104,11 +105,21 @@ typedef struct txn_relay_opts {
         int max_attempts;            /* then dead-letter; 0 means 10 */
         int64_t poll_ms;             /* fallback poll; 0 means 500 */
         int batch;                   /* events claimed at once; 0 means 64 */
+        int parallel;                /* calls of one batch in flight at once, per
+                                        subscriber; 0 means 4 */
         int64_t call_timeout_ms;     /* per Deliver call, client retries included; 0: 2000 */
         int64_t backoff_initial_ms;  /* delay before the first retry; 0 means 100 */
         int64_t backoff_max_ms;      /* the cap of the exponential backoff; 0 means 60000 */
         int64_t lease_ms;            /* how long a claim holds a delivery; 0 means 30000;
                                         raised to at least 2 x call_timeout_ms + 1000 */
+        /* Delivers in process instead of calling the subscriber's Deliver (NULL, the normal
+         * case: over RPC). Called on one of the subscriber's delivery threads (up to
+         * `parallel` at once, so it must be thread-safe) with the event the
+         * call would carry; OK is an ack, any other status a failed attempt (err says why).
+         * The SQL replay (mercato-bench replay) uses it to leave out the hop, and only it. */
+        rpc_status (*deliver)(void *arg, const char *subscriber,
+            const Mercato__Event__V1__Event *ev, char *err, size_t errlen);
+        void *deliver_arg;
 } txn_relay_opts;
 
 /* Starts a relay's threads. It connects in the background and keeps retrying while the

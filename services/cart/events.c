@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cart_priv.h"
+#include "cart_steps.h"
 #include "cart_store.h"
 #include "event.pb-c.h"
 #include "events_common.h"
@@ -9,20 +10,6 @@
 #include "txn.h"
 
 #define TOPIC_ORDER_COMPLETED "order.completed"
-#define CONSUMER_ORDER_COMPLETED "cart:order.completed"
-
-/* Behind the barrier: the removal of the ordered lines. arg is the OrderCompleted. */
-static rpc_status
-apply_order_completed(db_conn *db, void *arg)
-{
-        const Mercato__Event__V1__OrderCompleted *oc = arg;
-        int64_t ids[EVENTS_ITEMS_MAX];
-
-        for (size_t i = 0; i < oc->n_items; i++) {
-                ids[i] = oc->items[i]->product_id;
-        }
-        return cart_store_remove_ordered(db, oc->user_id, ids, oc->n_items);
-}
 
 RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__DeliverAck)
 {
@@ -45,8 +32,8 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        st = txn_consume(
-            db, CONSUMER_ORDER_COMPLETED, req->event_id, apply_order_completed, msg, &duplicate);
+        st = cart_order_completed(
+            db, req->event_id, (const Mercato__Event__V1__OrderCompleted *) msg, &duplicate);
         if (st != RPC_OK) {
                 return rpc_call_error(call, st, "database: %s", db_errmsg(db));
         }

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "dataplatform_priv.h"
+#include "dataplatform_steps.h"
 #include "dataplatform_store.h"
 #include "event.pb-c.h"
 #include "events_common.h"
@@ -9,29 +10,10 @@
 #include "txn.h"
 
 #define TOPIC_ORDER_COMPLETED "order.completed"
-#define CONSUMER_ORDER_COMPLETED "dataplatform:order.completed"
-
-/* What apply_order_completed records. */
-typedef struct record_arg {
-        const char *event_id;
-        const Mercato__Event__V1__OrderCompleted *oc;
-} record_arg;
-
-/* Behind the barrier: the record. ALREADY_EXISTS (the event recorded before) is rolled back
- * and taken as a duplicate by the caller. */
-static rpc_status
-apply_order_completed(db_conn *db, void *arg)
-{
-        const record_arg *a = arg;
-
-        return dataplatform_store_record(
-            db, a->event_id, a->oc->order_id, a->oc->user_id, a->oc->amount);
-}
 
 RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__DeliverAck)
 {
         RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
-        record_arg arg;
         bool duplicate = false;
         rpc_status st;
 
@@ -50,10 +32,8 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        arg = (record_arg) { .event_id = req->event_id,
-                .oc = (const Mercato__Event__V1__OrderCompleted *) msg };
-        st = txn_consume(
-            db, CONSUMER_ORDER_COMPLETED, req->event_id, apply_order_completed, &arg, &duplicate);
+        st = dataplatform_order_completed(
+            db, req->event_id, (const Mercato__Event__V1__OrderCompleted *) msg, &duplicate);
         if (st == RPC_ALREADY_EXISTS) {
                 duplicate = true; /* recorded before: rolled back, acked as a duplicate */
                 st = RPC_OK;

@@ -55,8 +55,8 @@ check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, bool c
  * switched: `fail` cancels it (reason timeout) and compensates every step, `timeout` does
  * not answer, so that the saga deadline cancels it, unless it ended already. */
 static rpc_status
-on_captured(
-    rpc_call *call, svc *s, db_conn *db, const Mercato__Event__V1__SagaOrder *so, saga_end *ret_end)
+on_captured(rpc_call *call, svc *s, db_conn *db, const Mercato__Event__V1__SagaOrder *so,
+    order_saga_outcome *ret_end)
 {
         order_rec rec;
         rpc_status st;
@@ -67,7 +67,7 @@ on_captured(
                 if (st != RPC_OK) {
                         return st;
                 }
-                *ret_end = SAGA_END_ALREADY;
+                *ret_end = ORDER_SAGA_END_ALREADY;
                 st = rec.status == ORDER_PENDING ? RPC_UNAVAILABLE : RPC_OK;
                 order_rec_fini(&rec);
                 if (st != RPC_OK) {
@@ -87,7 +87,7 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
         const Mercato__Event__V1__SagaOrder *so;
         svc *s = svc_of_call(call);
-        saga_end end = SAGA_END_ALREADY;
+        order_saga_outcome end = ORDER_SAGA_END_ALREADY;
         bool captured;
         rpc_status st;
 
@@ -128,7 +128,7 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         if (st != RPC_OK) {
                 return rpc_call_error(call, st, "database: %s", db_errmsg(db));
         }
-        resp->duplicate = end == SAGA_END_ALREADY;
+        resp->duplicate = end == ORDER_SAGA_END_ALREADY;
         return RPC_OK;
 }
 

@@ -4,6 +4,7 @@
 
 #include "order.pb-c.h"
 #include "order_store.h"
+#include "order_tx.h"
 #include "rpc.h"
 #include "svc.h"
 
@@ -18,15 +19,6 @@ extern const rpc_method order_methods[ORDER_N_METHODS];
 /* The mode of a request that names none: the topology's [order] mode, else [defaults]
  * mode, else saga. 0 for a name that is not a mode (main.c refuses to start with one). */
 order_mode order_default_mode(const rpc_conf *conf);
-
-/* A PlaceOrder request after validation: the lines by product id, prices unknown. */
-typedef struct order_request {
-        int64_t user_id;
-        int64_t coupon_id; /* 0 for none */
-        order_line lines[ORDER_ITEMS_MAX];
-        size_t n_lines;
-        const char *idempotency_key; /* "" for none */
-} order_request;
 
 /* Runs a whole order as one local transaction on the monolith database (monolith.c) and
  * fills resp->order, in the call's arena. A business failure (out_of_stock,

@@ -66,9 +66,6 @@
 #define PRODUCT_PRICE_ITEMS "/mercato.product.v1.ProductService/PriceItems"
 #define USER_GET_BALANCE "/mercato.user.v1.UserService/GetBalance"
 
-/* The barrier consumer of the order's ends. */
-#define SAGA_CONSUMER "order:saga"
-
 /* The largest order total: a debit moves at most this much (user_store.h). */
 #define SAGA_TOTAL_MAX INT64_C(1000000000000)
 
@@ -100,149 +97,20 @@ order_saga_timeout_ms(void)
         return saga.timeout_ms;
 }
 
-/* The barrier key of an order's end. */
-static void
-terminal_key(char *buf, size_t len, int64_t order_id)
-{
-        snprintf(buf, len, "terminal:%lld", (long long) order_id);
-}
-
-/*
- * The ends of an order
- */
-
-/* Adds order.completed for a completed order, in the open transaction. */
-static rpc_status
-outbox_completed(db_conn *db, const order_rec *rec)
-{
-        Mercato__Event__V1__OrderCompleted ev = MERCATO__EVENT__V1__ORDER_COMPLETED__INIT;
-        Mercato__Event__V1__OrderCompleted__Line lines[ORDER_ITEMS_MAX];
-        Mercato__Event__V1__OrderCompleted__Line *ptrs[ORDER_ITEMS_MAX];
-        size_t n = rec->n_items <= ORDER_ITEMS_MAX ? rec->n_items : ORDER_ITEMS_MAX;
-
-        for (size_t i = 0; i < n; i++) {
-                mercato__event__v1__order_completed__line__init(&lines[i]);
-                lines[i].product_id = rec->items[i].product_id;
-                lines[i].quantity = rec->items[i].quantity;
-                lines[i].unit_price = rec->items[i].unit_price;
-                ptrs[i] = &lines[i];
-        }
-        ev.order_id = rec->order_id;
-        ev.user_id = rec->user_id;
-        ev.amount = rec->amount;
-        ev.items = ptrs;
-        ev.n_items = n;
-        ev.completed_at_ms = rec->updated_at_ms;
-        return txn_outbox_add(
-            db, SAGA_SOURCE, SAGA_TOPIC_ORDER_COMPLETED, rec->order_id, &ev.base, NULL);
-}
-
-/* Adds order.cancelled, the compensation of every step, in the open transaction. */
-static rpc_status
-outbox_cancelled(db_conn *db, const order_rec *rec)
-{
-        Mercato__Event__V1__SagaOrder ev = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
-
-        ev.order_id = rec->order_id;
-        ev.user_id = rec->user_id;
-        ev.coupon_id = rec->coupon_id;
-        ev.total = rec->total;
-        ev.reason = rec->reason;
-        return txn_outbox_add(
-            db, SAGA_SOURCE, SAGA_TOPIC_ORDER_CANCELLED, rec->order_id, &ev.base, NULL);
-}
-
-/* Rolls back and returns st. */
-static rpc_status
-undo(db_conn *db, rpc_status st)
-{
-        db_rollback(db);
-        return st;
-}
-
-/* One attempt of an end. With complete, PENDING -> COMPLETED with discount; else PENDING ->
- * CANCELLED with reason (and order.cancelled when compensate). On DONE, *ret_rec holds the
- * order as it ended (order_rec_fini it). */
-static rpc_status
-end_tx(db_conn *db, int64_t order_id, bool complete, int64_t discount, const char *reason,
-    bool compensate, order_rec *ret_rec, saga_end *ret_end)
-{
-        char key[64];
-        order_rec rec;
-        rpc_status st;
-
-        terminal_key(key, sizeof(key), order_id);
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
-        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-        if (st == RPC_ALREADY_EXISTS) {
-                *ret_end = SAGA_END_ALREADY;
-                return undo(db, RPC_OK);
-        }
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        st = order_store_get(db, order_id, &rec);
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        if (rec.status != ORDER_PENDING) {
-                order_rec_fini(&rec);
-                *ret_end = SAGA_END_ALREADY;
-                return undo(db, RPC_OK);
-        }
-        if (complete && (discount < 0 || discount > rec.total)) {
-                order_rec_fini(&rec);
-                return undo(db, RPC_INVALID_ARGUMENT);
-        }
-        order_rec_fini(&rec);
-        st = complete ? order_store_complete(db, order_id, discount, NULL)
-                      : order_store_cancel(db, order_id, reason);
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        st = order_store_get(db, order_id, &rec);
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        if (complete) {
-                st = outbox_completed(db, &rec);
-        } else if (compensate) {
-                st = outbox_cancelled(db, &rec);
-        }
-        if (st == RPC_OK) {
-                st = db_commit(db);
-        }
-        if (st != RPC_OK) {
-                order_rec_fini(&rec);
-                return undo(db, st);
-        }
-        *ret_rec = rec;
-        *ret_end = SAGA_END_DONE;
-        return RPC_OK;
-}
-
 /* Runs an end, retried when it aborts; then wakes the relay and answers the waiters. */
 static rpc_status
 end_run(svc *s, db_conn *db, int64_t order_id, bool complete, int64_t discount, const char *reason,
-    bool compensate, saga_end *ret_end)
+    bool compensate, order_saga_outcome *ret_end)
 {
-        saga_end end = SAGA_END_ALREADY;
+        order_saga_outcome end = ORDER_SAGA_END_ALREADY;
         order_rec rec;
         rpc_status st;
 
-        for (int attempt = 1;; attempt++) {
-                st = end_tx(db, order_id, complete, discount, reason, compensate, &rec, &end);
-                if (st == RPC_OK || !db_retryable(st) || attempt == SAGA_TX_ATTEMPTS) {
-                        break;
-                }
-        }
+        st = order_saga_end(db, order_id, complete, discount, reason, compensate, &rec, &end);
         if (st != RPC_OK) {
                 return st;
         }
-        if (end == SAGA_END_DONE) {
+        if (end == ORDER_SAGA_END_DONE) {
                 if (complete || compensate) {
                         svc_relay_wake(s, SVC_DATASET_SPLIT);
                 }
@@ -254,14 +122,15 @@ end_run(svc *s, db_conn *db, int64_t order_id, bool complete, int64_t discount, 
 }
 
 rpc_status
-order_saga_complete(svc *s, db_conn *db, int64_t order_id, int64_t discount, saga_end *ret_end)
+order_saga_complete(
+    svc *s, db_conn *db, int64_t order_id, int64_t discount, order_saga_outcome *ret_end)
 {
         return end_run(s, db, order_id, true, discount, NULL, false, ret_end);
 }
 
 rpc_status
-order_saga_cancel(
-    svc *s, db_conn *db, int64_t order_id, const char *reason, bool compensate, saga_end *ret_end)
+order_saga_cancel(svc *s, db_conn *db, int64_t order_id, const char *reason, bool compensate,
+    order_saga_outcome *ret_end)
 {
         return end_run(s, db, order_id, false, 0, reason, compensate, ret_end);
 }
@@ -400,31 +269,6 @@ check_user(rpc_call *call, int64_t user_id)
         return RPC_OK;
 }
 
-/* Adds order.created, the saga's first event, in the open transaction. */
-static rpc_status
-outbox_created(db_conn *db, const order_rec *rec)
-{
-        Mercato__Event__V1__SagaOrder ev = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
-        Mercato__Event__V1__SagaOrder__Line lines[ORDER_ITEMS_MAX];
-        Mercato__Event__V1__SagaOrder__Line *ptrs[ORDER_ITEMS_MAX];
-
-        for (size_t i = 0; i < rec->n_items; i++) {
-                mercato__event__v1__saga_order__line__init(&lines[i]);
-                lines[i].product_id = rec->items[i].product_id;
-                lines[i].quantity = rec->items[i].quantity;
-                lines[i].unit_price = rec->items[i].unit_price;
-                ptrs[i] = &lines[i];
-        }
-        ev.order_id = rec->order_id;
-        ev.user_id = rec->user_id;
-        ev.coupon_id = rec->coupon_id;
-        ev.total = rec->total;
-        ev.items = ptrs;
-        ev.n_items = rec->n_items;
-        return txn_outbox_add(
-            db, SAGA_SOURCE, SAGA_TOPIC_ORDER_CREATED, rec->order_id, &ev.base, NULL);
-}
-
 /* Answers with an order that already exists (an idempotency key's): at once when it ended
  * or is not a saga's, else when it ends, as if this call had placed it. Frees rec. */
 static rpc_status
@@ -491,21 +335,12 @@ create_tx(rpc_call *call, db_conn *db, const order_new *on, bool first_event, or
         rpc_status st;
 
         *ret_waiting = false;
-        st = db_begin(db);
-        if (st == RPC_OK) {
-                st = order_store_create(db, on, &rec->order_id, &rec->created_at_ms);
-                if (st == RPC_ALREADY_EXISTS) {
-                        db_rollback(db);
-                        return CREATE_EXISTS;
-                }
+        st = order_saga_create(db, on, first_event, &rec->order_id, &rec->created_at_ms);
+        if (st == RPC_ALREADY_EXISTS) {
+                return CREATE_EXISTS;
         }
         if (st == RPC_OK) {
                 rec->updated_at_ms = rec->created_at_ms;
-                if (first_event) {
-                        st = outbox_created(db, rec);
-                }
-        }
-        if (st == RPC_OK) {
                 *ret_waiting = saga_waiter_add(call, rec, waiter_until(call), false);
                 st = db_commit(db);
         }
@@ -609,7 +444,8 @@ order_saga_place(
                 (void) saga_waiter_arm(call);
                 return RPC_DEFERRED;
         }
-        /* The clock is stopped (the service is stopping): answer PENDING now. */
+        /* The clock is stopped (the service is stopping), or too many calls wait already:
+         * answer PENDING now. */
         resp->order = order_msg(call, &rec, NULL);
         return RPC_OK;
 }

@@ -16,6 +16,12 @@
  * lock. Waiters live in memory only: after a restart they are gone (their clients got an
  * error or PENDING), and the saga goes on from the databases.
  *
+ * At most max_waiters calls wait at once ([order] saga_max_waiters, default half the
+ * server's contexts): a deferred call holds a context, and the events that end its saga
+ * reach this same server. Were every context held by a waiting PlaceOrder, no event could
+ * come in and every saga would wait for its deadline. A call beyond the limit is answered
+ * PENDING at once, and its client asks GetOrder.
+ *
  * The timer is one thread waiting on a condition variable until the earliest armed
  * waiter's time; adding or arming a waiter signals it. No polling.
  *
@@ -62,6 +68,7 @@ static struct {
         svc *s;
         int64_t timeout_ms;
         int64_t scan_ms;
+        int max_waiters;
 } clk = {
         .mu = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -151,9 +158,13 @@ bool
 saga_waiter_add(rpc_call *call, const order_rec *pending, int64_t until_mono_ms, bool armed)
 {
         saga_waiter *w;
+        int n = 0;
 
         pthread_mutex_lock(&clk.mu);
-        if (!clk.running || clk.stopping) {
+        for (w = clk.waiters; w != NULL && n < clk.max_waiters; w = w->next) {
+                n++;
+        }
+        if (!clk.running || clk.stopping || n >= clk.max_waiters) {
                 pthread_mutex_unlock(&clk.mu);
                 return false;
         }
@@ -311,7 +322,7 @@ scan_pass(db_conn **db)
                 return -1;
         }
         for (size_t i = 0; i < n; i++) {
-                saga_end end;
+                order_saga_outcome end;
 
                 if (due[i].due_in_ms > 0) {
                         if (due[i].due_in_ms < next) {
@@ -379,6 +390,19 @@ saga_clock_start(svc *s, int64_t timeout_ms, int64_t scan_ms)
         clk.s = s;
         clk.timeout_ms = timeout_ms;
         clk.scan_ms = scan_ms;
+        {
+                const rpc_conf *conf = svc_conf(s);
+                int64_t workers = rpc_conf_get_int(conf, "order", "workers", 4);
+                int64_t contexts = rpc_conf_get_int(conf, "order", "contexts", 0);
+                int64_t max = rpc_conf_get_int(conf, "order", "saga_max_waiters", 0);
+                if (contexts <= 0) {
+                        contexts = 8 * workers; /* the server's default */
+                }
+                if (max <= 0 || max > contexts - 1) {
+                        max = contexts / 2;
+                }
+                clk.max_waiters = max > 0 ? (int) max : 1;
+        }
         clk.stopping = false;
         clk.scan_at_ms = rpc_now_mono_ms(); /* at once: orders an earlier run left */
         if (pthread_create(&clk.timer, NULL, timer_main, NULL) != 0) {

@@ -40,21 +40,15 @@ extern const rpc_method order_event_methods[ORDER_N_EVENT_METHODS];
  * it wakes the relay and answers the order's waiters.
  */
 
-/* How an end came out. */
-typedef enum saga_end {
-        SAGA_END_DONE = 0,    /* this call made the order terminal */
-        SAGA_END_ALREADY = 1, /* it was terminal already (or ended meanwhile): nothing changed */
-} saga_end;
-
 /* PENDING -> COMPLETED with the discount the user step gave, and order.completed into the
  * outbox. NOT_FOUND for an unknown order; else a database status. */
-rpc_status order_saga_complete(
-    svc *s, db_conn *db, int64_t order_id, int64_t discount, saga_end *ret_end) RPC_WARN_UNUSED;
+rpc_status order_saga_complete(svc *s, db_conn *db, int64_t order_id, int64_t discount,
+    order_saga_outcome *ret_end) RPC_WARN_UNUSED;
 
 /* PENDING -> CANCELLED with reason; with compensate, also order.cancelled into the outbox,
  * which every participant consumes as the compensation of its step (done or not). */
 rpc_status order_saga_cancel(svc *s, db_conn *db, int64_t order_id, const char *reason,
-    bool compensate, saga_end *ret_end) RPC_WARN_UNUSED;
+    bool compensate, order_saga_outcome *ret_end) RPC_WARN_UNUSED;
 
 /* The configured saga deadline, in ms. */
 int64_t order_saga_timeout_ms(void);
@@ -82,7 +76,8 @@ void saga_clock_stop(void);
 
 /* Registers call (a PlaceOrder that will return RPC_DEFERRED) as a waiter of its order,
  * pending = the order as created (copied), answered PENDING at until_mono_ms once armed.
- * False when the clock is stopped: the caller answers itself. */
+ * False when the clock is stopped, or when saga_max_waiters calls wait already: the caller
+ * answers itself. */
 bool saga_waiter_add(rpc_call *call, const order_rec *pending, int64_t until_mono_ms, bool armed);
 
 /* Arms the waiter of call. False if it is gone: an end of the order answered it. */

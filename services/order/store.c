@@ -401,7 +401,9 @@ items_read(db_conn *db, order_rec *recs, size_t n)
                                 break;
                         }
                 }
-                if (rec != NULL) {
+                /* A second run of one order cannot come (ORDER BY order_id); if it did, the
+                 * first one stands rather than leak. */
+                if (rec != NULL && rec->items == NULL) {
                         rec->n_items = (size_t) (end - r);
                         rec->items = rpc_xcalloc(rec->n_items, sizeof(*rec->items));
                         for (int k = r; k < end; k++) {

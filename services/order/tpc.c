@@ -42,6 +42,10 @@
  * or `timeout` makes the order's own branch vote no (timeout). Each participant reads its
  * own (services/<svc>/tpc.c). Crash points for tests: [order] crash_at = after_prepare |
  * after_decision | after_first_commit makes the process _exit(137) right there.
+ *
+ * Test-only: [order] tpc_recovery = off makes recovery leave every branch as it finds it
+ * (it still runs its passes, and PlaceOrder still waits for the first), so that the fault
+ * suite can show that it catches a coordinator without recovery. Never set it otherwise.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -91,6 +95,7 @@ typedef struct tpc_coord {
         rpc_client *clients[N_PARTS];
         int64_t prepare_timeout_ms;
         crash_point crash_at;
+        bool recovery_off; /* test-only: recovery finishes nothing */
         txn_tpc_recovery *recovery;
         pthread_mutex_t mu;               /* guards what follows */
         pthread_cond_t ready;             /* signalled when recovery starts */
@@ -187,6 +192,9 @@ ops_finish(void *arg, db_conn *db, const char *branch, const char *gid, bool com
         tpc_ctx *ctx = arg;
         rpc_status st;
 
+        if (!ctx->live && coord.recovery_off) {
+                return RPC_UNAVAILABLE; /* left for a later pass, forever */
+        }
         if (strcmp(branch, TPC_OWN) == 0) {
                 if (db == NULL) {
                         return RPC_INTERNAL;
@@ -262,15 +270,8 @@ ops_list_prepared(void *arg, db_conn *db, const char *branch, const char *prefix
 static rpc_status
 ops_finished(void *arg, db_conn *db, int64_t txid, txn_tpc_decision decision, const char *reason)
 {
-        rpc_status st;
-
         (void) arg;
-        if (decision != TXN_TPC_ABORT) {
-                return RPC_OK;
-        }
-        st = order_store_cancel(db, txid, reason != NULL && reason[0] != '\0' ? reason : "timeout");
-        /* No such order (a re-seed emptied it), or it completed: nothing to record. */
-        return st == RPC_NOT_FOUND || st == RPC_FAILED_PRECONDITION ? RPC_OK : st;
+        return order_tpc_finished(db, txid, decision, reason);
 }
 
 static rpc_status
@@ -310,6 +311,7 @@ order_tpc_start(svc *s)
         const rpc_conf *conf = svc_conf(s);
         const char *id = rpc_conf_get(conf, "order", "coordinator_id");
         const char *crash = rpc_conf_get(conf, "order", "crash_at");
+        const char *recovery = rpc_conf_get(conf, "order", "tpc_recovery");
         txn_tpc_recovery_opts o;
         db_conn *db = NULL;
         char err[512];
@@ -327,6 +329,7 @@ order_tpc_start(svc *s)
         }
         snprintf(coord.id, sizeof(coord.id), "%s", id);
         coord.prepare_timeout_ms = txn_tpc_prepare_timeout_ms(conf);
+        coord.recovery_off = recovery != NULL && strcmp(recovery, "off") == 0;
         coord.crash_at = CRASH_NONE;
         if (crash != NULL && strcmp(crash, "after_prepare") == 0) {
                 coord.crash_at = CRASH_AFTER_PREPARE;
@@ -532,30 +535,6 @@ prepare_thread(void *arg)
         return NULL;
 }
 
-/* order.completed for the outbox, in the own branch's transaction. */
-static rpc_status
-outbox_completed(db_conn *db, const tpc_order *o)
-{
-        Mercato__Event__V1__OrderCompleted ev = MERCATO__EVENT__V1__ORDER_COMPLETED__INIT;
-        Mercato__Event__V1__OrderCompleted__Line lines[ORDER_ITEMS_MAX];
-        Mercato__Event__V1__OrderCompleted__Line *ptrs[ORDER_ITEMS_MAX];
-
-        for (size_t i = 0; i < o->n; i++) {
-                mercato__event__v1__order_completed__line__init(&lines[i]);
-                lines[i].product_id = o->lines[i].product_id;
-                lines[i].quantity = o->lines[i].quantity;
-                lines[i].unit_price = o->lines[i].unit_price;
-                ptrs[i] = &lines[i];
-        }
-        ev.order_id = o->order_id;
-        ev.user_id = o->r->user_id;
-        ev.amount = o->total - o->discount;
-        ev.items = ptrs;
-        ev.n_items = o->n;
-        ev.completed_at_ms = o->updated_at_ms;
-        return txn_outbox_add(db, "order", "order.completed", o->order_id, &ev.base, NULL);
-}
-
 /* The coordinator's own branch: the order COMPLETED and its event, prepared. Returns NULL
  * for a yes, else the reason of the no. */
 static const char *
@@ -567,24 +546,10 @@ prepare_own(db_conn *db, tpc_order *o)
         if (sw != SVC_STEP_OK) {
                 return "timeout"; /* the order cannot be completed */
         }
-        for (int attempt = 0; attempt < 3; attempt++) {
-                st = txn_tpc_begin(db, o->own_gid, NULL);
-                if (st == RPC_OK) {
-                        st = order_store_complete(db, o->order_id, o->discount, &o->updated_at_ms);
-                }
-                if (st == RPC_OK) {
-                        st = outbox_completed(db, o);
-                }
-                if (st == RPC_OK) {
-                        st = txn_tpc_prepare(db, o->own_gid);
-                }
-                if (st == RPC_OK) {
-                        return NULL;
-                }
-                db_rollback(db);
-                if (!db_retryable(st)) {
-                        break;
-                }
+        st = order_tpc_prepare_own(db, o->own_gid, o->order_id, o->r->user_id, o->total,
+            o->discount, o->lines, o->n, &o->updated_at_ms);
+        if (st == RPC_OK) {
+                return NULL;
         }
         fprintf(stderr, "mercato-order: 2pc %s: own branch: %s: %s\n", o->gid, rpc_status_name(st),
             db_errmsg(db));
@@ -768,29 +733,8 @@ begin_order(db_conn *db, tpc_order *o)
                 .status = ORDER_PENDING,
                 .idempotency_key = o->r->idempotency_key,
         };
-        rpc_status st = RPC_INTERNAL;
 
-        for (int attempt = 0; attempt < 3; attempt++) {
-                st = db_begin(db);
-                if (st != RPC_OK) {
-                        return st;
-                }
-                st = order_store_create(db, &on, &o->order_id, &o->created_at_ms);
-                if (st == RPC_OK) {
-                        st = txn_tpc_log_begin(db, o->gid, coord.id, o->order_id, TPC_BRANCHES);
-                }
-                if (st == RPC_OK) {
-                        st = db_commit(db);
-                }
-                if (st == RPC_OK) {
-                        return RPC_OK;
-                }
-                db_rollback(db);
-                if (!db_retryable(st)) {
-                        return st;
-                }
-        }
-        return st;
+        return order_tpc_begin(db, &on, o->gid, coord.id, TPC_BRANCHES, &o->created_at_ms);
 }
 
 /* The prepare phase: the three remote branches on threads, the own one here. Returns NULL

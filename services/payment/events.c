@@ -16,80 +16,21 @@
  * came first: the delivery is acked and nothing changes. The step switch payment.capture:
  * `fail` declines, `timeout` refuses the delivery (UNAVAILABLE) while the compensation has
  * not come.
+ *
+ * The transactions themselves are in steps.c (payment_steps.h), which the SQL replay
+ * (mercato-bench replay) runs too; this file decodes, checks and answers.
  */
 #include <string.h>
 
 #include "event.pb-c.h"
 #include "events_common.h"
 #include "payment_priv.h"
+#include "payment_steps.h"
 #include "payment_store.h"
 #include "svc.h"
 #include "txn.h"
 
-#define SAGA_CONSUMER "payment:saga"
-#define SAGA_SOURCE "payment"
 #define AMOUNT_MAX INT64_C(1000000000000)
-
-/* What a saga step works on: the order and the topology (its step switch). */
-typedef struct saga_arg {
-        const Mercato__Event__V1__SagaOrder *so;
-        const rpc_conf *conf;
-} saga_arg;
-
-/* balance.debited, behind the barrier key "capture:<order>": the capture, or the decline. */
-static rpc_status
-capture_apply(db_conn *db, void *arg)
-{
-        const saga_arg *a = arg;
-        const Mercato__Event__V1__SagaOrder *so = a->so;
-        svc_step_result sw = svc_step(a->conf, "payment", "capture");
-        bool declined = false;
-        rpc_status st;
-
-        if (sw == SVC_STEP_TIMEOUT) {
-                return RPC_UNAVAILABLE;
-        }
-        if (sw == SVC_STEP_FAIL) {
-                declined = true;
-        } else {
-                st = db_command(db, "SAVEPOINT capture");
-                if (st == RPC_OK) {
-                        st = payment_store_capture(db, so->order_id, so->user_id, so->amount);
-                }
-                if (st == RPC_FAILED_PRECONDITION) {
-                        declined = true;
-                        st = db_command(db, "ROLLBACK TO SAVEPOINT capture");
-                }
-                if (st != RPC_OK) {
-                        return st;
-                }
-        }
-        if (declined) {
-                return events_saga_emit(
-                    db, SAGA_SOURCE, "payment.declined", so, "payment_declined");
-        }
-        return events_saga_emit(db, SAGA_SOURCE, "payment.captured", so, NULL);
-}
-
-/* order.cancelled, behind the barrier key "refund:<order>": refunds the payment, if there
- * is one. Takes the capture key too, so that a capture that comes later does nothing. */
-static rpc_status
-refund_apply(db_conn *db, void *arg)
-{
-        const saga_arg *a = arg;
-        char key[64];
-        rpc_status st;
-
-        events_saga_key(key, sizeof(key), "capture", a->so->order_id);
-        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-        if (st == RPC_ALREADY_EXISTS) {
-                st = RPC_OK; /* it ran (or was refused): undo what it did */
-        }
-        if (st == RPC_OK) {
-                st = payment_store_refund(db, a->so->order_id);
-        }
-        return st;
-}
 
 RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__DeliverAck)
 {
@@ -98,7 +39,6 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         svc *s = svc_of_call(call);
         bool capture;
         bool duplicate = false;
-        char key[64];
         rpc_status st;
 
         st = events_check_id(call, req->event_id);
@@ -126,10 +66,9 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        saga_arg arg = { .so = so, .conf = s != NULL ? svc_conf(s) : NULL };
-        events_saga_key(key, sizeof(key), capture ? "capture" : "refund", so->order_id);
-        st = txn_consume(
-            db, SAGA_CONSUMER, key, capture ? capture_apply : refund_apply, &arg, &duplicate);
+        st = capture ? payment_saga_capture(
+                 db, so, svc_step(s != NULL ? svc_conf(s) : NULL, "payment", "capture"), &duplicate)
+                     : payment_saga_refund(db, so, &duplicate);
         if (st == RPC_UNAVAILABLE) {
                 return rpc_call_error(call, st, "payment.capture does not answer (step switch)");
         }

@@ -1,5 +1,6 @@
 /* tpc.c: the payment service as a two-phase commit participant: the capture branch. */
 #include "payment_priv.h"
+#include "payment_steps.h"
 #include "payment_store.h"
 #include "svc.h"
 #include "tpc.h"
@@ -39,28 +40,12 @@ before(rpc_call *call, const txn_tpc_request *req)
         }
 }
 
-static rpc_status
-branch(rpc_call *call, db_conn *db, const txn_tpc_request *req, txn_tpc_vote *vote)
-{
-        rpc_status st = payment_store_capture(db, req->order_id, req->user_id, req->amount);
-
-        if (st == RPC_FAILED_PRECONDITION) {
-                vote->reason = (char *) "payment_declined";
-                return RPC_OK;
-        }
-        if (st != RPC_OK) {
-                return rpc_call_error(call, st, "capture: %s", db_errmsg(db));
-        }
-        vote->yes = true;
-        return RPC_OK;
-}
-
 static const txn_tpc_participant participant = {
         .name = "payment",
         .db = svc_db,
         .before = before,
         .validate = validate,
-        .branch = branch,
+        .branch = payment_tpc_branch,
 };
 
 TXN_TPC_METHODS(payment_tpc_methods, participant);

@@ -19,60 +19,22 @@
  * came first: the delivery is acked and nothing changes. The step switch product.reserve:
  * `fail` rejects the order as out of stock, `timeout` refuses the delivery (UNAVAILABLE)
  * while the compensation has not come.
+ *
+ * The transactions themselves are in steps.c (product_steps.h), which the SQL replay
+ * (mercato-bench replay) runs too; this file decodes, checks and answers.
  */
 #include <inttypes.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "event.pb-c.h"
 #include "events_common.h"
 #include "product_priv.h"
+#include "product_steps.h"
 #include "product_store.h"
 #include "svc.h"
 #include "txn.h"
 
 #define TOPIC_ORDER_COMPLETED "order.completed"
-#define CONSUMER_ORDER_COMPLETED "product:order.completed"
-#define SAGA_CONSUMER "product:saga"
-#define SAGA_SOURCE "product"
-
-static int
-line_cmp(const void *a, const void *b)
-{
-        const product_item *x = a;
-        const product_item *y = b;
-
-        return (x->product_id > y->product_id) - (x->product_id < y->product_id);
-}
-
-/* What apply_order_completed sells and counts. */
-typedef struct sale_arg {
-        const Mercato__Event__V1__OrderCompleted *oc;
-        int64_t day_ms;
-} sale_arg;
-
-/* Behind the barrier: the reservation sold and the sales. */
-static rpc_status
-apply_order_completed(db_conn *db, void *arg)
-{
-        const sale_arg *a = arg;
-        product_item lines[EVENTS_ITEMS_MAX];
-        size_t n = a->oc->n_items;
-        rpc_status st;
-
-        /* In product id order, so that concurrent deliveries lock the sales rows alike. */
-        for (size_t i = 0; i < n; i++) {
-                lines[i] = (product_item) { .product_id = a->oc->items[i]->product_id,
-                        .quantity = a->oc->items[i]->quantity };
-        }
-        qsort(lines, n, sizeof(lines[0]), line_cmp);
-        /* The stock a saga order held is sold now (a monolith order's was sold already). */
-        st = product_store_commit_reservation(db, a->oc->order_id);
-        for (size_t i = 0; st == RPC_OK && i < n; i++) {
-                st = product_store_add_sales(db, lines[i].product_id, lines[i].quantity, a->day_ms);
-        }
-        return st;
-}
 
 /* order.completed: the reservation sold, the sales counted. */
 static rpc_status
@@ -82,7 +44,6 @@ deliver_order_completed(
         RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
         const Mercato__Event__V1__OrderCompleted *oc;
         bool duplicate = false;
-        int64_t day_ms;
         rpc_status st;
 
         st = events_order_completed(call, req, &msg);
@@ -90,18 +51,11 @@ deliver_order_completed(
                 return st;
         }
         oc = (const Mercato__Event__V1__OrderCompleted *) msg;
-        /* The day the order completed; the event's own time, else now, when it is unset. */
-        day_ms = oc->completed_at_ms > 0 ? oc->completed_at_ms
-            : req->created_at_ms > 0 && req->created_at_ms <= EVENTS_TIME_MAX_MS
-            ? req->created_at_ms
-            : rpc_now_unix_ms();
         db_conn *db = svc_db(call);
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        sale_arg arg = { .oc = oc, .day_ms = day_ms };
-        st = txn_consume(
-            db, CONSUMER_ORDER_COMPLETED, req->event_id, apply_order_completed, &arg, &duplicate);
+        st = product_order_completed(db, req->event_id, oc, req->created_at_ms, &duplicate);
         if (st != RPC_OK) {
                 return rpc_call_error(call, st, "database: %s", db_errmsg(db));
         }
@@ -172,78 +126,6 @@ check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_k
         return RPC_OK;
 }
 
-/* What a saga step works on: the order, the step switch, whether to tell the order. */
-typedef struct saga_arg {
-        const Mercato__Event__V1__SagaOrder *so;
-        svc_step_result sw;
-        bool tell_order;
-} saga_arg;
-
-/* order.created, behind the barrier key "reserve:<order>": reserves every item or none. A
- * reservation that fails for stock is rolled back to the savepoint after the barrier, so
- * the key stays taken with the rejection. */
-static rpc_status
-reserve_apply(db_conn *db, void *arg)
-{
-        const saga_arg *a = arg;
-        const Mercato__Event__V1__SagaOrder *so = a->so;
-        product_item items[EVENTS_ITEMS_MAX];
-        const char *reason = NULL;
-        char err[256];
-        rpc_status st;
-
-        for (size_t i = 0; i < so->n_items; i++) {
-                items[i] = (product_item) { .product_id = so->items[i]->product_id,
-                        .quantity = so->items[i]->quantity };
-        }
-        if (a->sw == SVC_STEP_TIMEOUT) {
-                return RPC_UNAVAILABLE;
-        }
-        if (a->sw == SVC_STEP_FAIL) {
-                reason = "out_of_stock";
-        } else {
-                st = db_command(db, "SAVEPOINT reserve");
-                if (st == RPC_OK) {
-                        st = product_store_reserve(
-                            db, so->order_id, items, so->n_items, err, sizeof(err));
-                }
-                if (st == RPC_FAILED_PRECONDITION || st == RPC_NOT_FOUND) {
-                        /* Out of stock, or the product is gone: nothing is reserved. */
-                        reason = "out_of_stock";
-                        st = db_command(db, "ROLLBACK TO SAVEPOINT reserve");
-                }
-                if (st != RPC_OK) {
-                        return st;
-                }
-        }
-        return events_saga_emit(
-            db, SAGA_SOURCE, reason == NULL ? "stock.reserved" : "stock.rejected", so, reason);
-}
-
-/* balance.rejected, balance.refunded, order.cancelled, behind the barrier key
- * "release:<order>": releases what the order holds, if anything. Takes the reserve key too,
- * so that a reservation that comes later does nothing. */
-static rpc_status
-release_apply(db_conn *db, void *arg)
-{
-        const saga_arg *a = arg;
-        char key[64];
-        rpc_status st;
-
-        events_saga_key(key, sizeof(key), "reserve", a->so->order_id);
-        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-        if (st == RPC_ALREADY_EXISTS) {
-                st = RPC_OK; /* it ran (or was refused): release what it holds */
-        }
-        if (st == RPC_OK) {
-                st = product_store_release(db, a->so->order_id);
-        }
-        if (st == RPC_OK && a->tell_order) {
-                st = events_saga_emit(db, SAGA_SOURCE, "stock.released", a->so, a->so->reason);
-        }
-        return st;
-}
-
 /* A saga delivery: one local transaction, retried when it aborts. A taken key is a
  * duplicate, or for "reserve:<order>" the compensation that came first. */
 static rpc_status
@@ -255,7 +137,6 @@ deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kin
         svc *s = svc_of_call(call);
         svc_step_result sw = svc_step(s != NULL ? svc_conf(s) : NULL, "product", "reserve");
         bool duplicate = false;
-        char key[64];
         rpc_status st;
 
         st = events_saga_order(call, req, &msg);
@@ -271,11 +152,8 @@ deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kin
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        saga_arg arg = { .so = so, .sw = sw, .tell_order = kind == SAGA_RELEASE };
-        events_saga_key(
-            key, sizeof(key), kind == SAGA_RESERVE ? "reserve" : "release", so->order_id);
-        st = txn_consume(db, SAGA_CONSUMER, key,
-            kind == SAGA_RESERVE ? reserve_apply : release_apply, &arg, &duplicate);
+        st = kind == SAGA_RESERVE ? product_saga_reserve(db, so, sw, &duplicate)
+                                  : product_saga_release(db, so, kind == SAGA_RELEASE, &duplicate);
         if (st == RPC_UNAVAILABLE) {
                 return rpc_call_error(call, st, "product.reserve does not answer (step switch)");
         }

@@ -2,6 +2,7 @@
 #include <inttypes.h>
 
 #include "product_priv.h"
+#include "product_steps.h"
 #include "product_store.h"
 #include "svc.h"
 #include "tpc.h"
@@ -54,44 +55,12 @@ before(rpc_call *call, const txn_tpc_request *req)
         }
 }
 
-/* Reserves every item, all or nothing, and marks the reservations sold: the branch commits
- * only when the order completes. */
-static rpc_status
-branch(rpc_call *call, db_conn *db, const txn_tpc_request *req, txn_tpc_vote *vote)
-{
-        product_item *items = rpc_call_alloc(call, req->n_items * sizeof(*items));
-        char err[256] = "";
-        rpc_status st;
-
-        for (size_t i = 0; i < req->n_items; i++) {
-                items[i] = (product_item) { .product_id = req->items[i]->product_id,
-                        .quantity = req->items[i]->quantity };
-        }
-        st = product_store_reserve(db, req->order_id, items, req->n_items, err, sizeof(err));
-        if (st == RPC_FAILED_PRECONDITION) {
-                vote->reason = (char *) "out_of_stock";
-                return RPC_OK;
-        }
-        if (st == RPC_NOT_FOUND || st == RPC_INVALID_ARGUMENT || st == RPC_ALREADY_EXISTS) {
-                return rpc_call_error(call, st, "%s", err[0] != '\0' ? err : "reserve");
-        }
-        if (st != RPC_OK) {
-                return rpc_call_error(call, st, "reserve: %s", db_errmsg(db));
-        }
-        st = product_store_commit_reservation(db, req->order_id);
-        if (st != RPC_OK) {
-                return rpc_call_error(call, st, "commit reservation: %s", db_errmsg(db));
-        }
-        vote->yes = true;
-        return RPC_OK;
-}
-
 static const txn_tpc_participant participant = {
         .name = "product",
         .db = svc_db,
         .before = before,
         .validate = validate,
-        .branch = branch,
+        .branch = product_tpc_branch,
 };
 
 TXN_TPC_METHODS(product_tpc_methods, participant);

@@ -18,6 +18,9 @@
  * first: the delivery is acked and nothing changes. Step switches: user.coupon (for an
  * order with a coupon) and user.debit; `fail` rejects with the step's reason, `timeout`
  * refuses the delivery (UNAVAILABLE) while the compensation has not come.
+ *
+ * The transactions themselves are in steps.c (user_steps.h), which the SQL replay
+ * (mercato-bench replay) runs too; this file decodes, checks and answers.
  */
 #include <string.h>
 
@@ -26,10 +29,8 @@
 #include "svc.h"
 #include "txn.h"
 #include "user_priv.h"
+#include "user_steps.h"
 #include "user_store.h"
-
-#define SAGA_CONSUMER "user:saga"
-#define SAGA_SOURCE "user"
 
 /* What a delivery asks of the user service. */
 typedef enum saga_kind {
@@ -74,124 +75,6 @@ check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_k
         return RPC_OK;
 }
 
-/* The coupon and the debit, after the savepoint. Sets *ret_reason for a business failure
- * (the caller rolls back to the savepoint), else *ret_discount. */
-static rpc_status
-debit_steps(db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_result coupon_sw,
-    svc_step_result debit_sw, int64_t *ret_discount, const char **ret_reason)
-{
-        int64_t discount = 0;
-        rpc_status st;
-
-        if (so->coupon_id > 0) {
-                if (coupon_sw == SVC_STEP_FAIL) {
-                        *ret_reason = "coupon_invalid";
-                        return RPC_OK;
-                }
-                st = user_store_use_coupon(
-                    db, so->user_id, so->coupon_id, so->order_id, so->total, &discount);
-                if (st == RPC_FAILED_PRECONDITION || st == RPC_NOT_FOUND) {
-                        /* Not held unused by the user, or no such coupon. */
-                        *ret_reason = "coupon_invalid";
-                        return RPC_OK;
-                }
-                if (st != RPC_OK) {
-                        return st;
-                }
-        }
-        if (debit_sw == SVC_STEP_FAIL) {
-                *ret_reason = "insufficient_balance";
-                return RPC_OK;
-        }
-        if (so->total - discount > 0) {
-                st = user_store_debit(db, so->user_id, so->total - discount, so->order_id);
-                if (st == RPC_FAILED_PRECONDITION || st == RPC_NOT_FOUND) {
-                        /* Too little, or no balance at all. */
-                        *ret_reason = "insufficient_balance";
-                        return RPC_OK;
-                }
-                if (st != RPC_OK) {
-                        return st;
-                }
-        }
-        *ret_discount = discount;
-        return RPC_OK;
-}
-
-/* What a saga step works on: the order, the topology (its step switches), whether to tell
- * product. */
-typedef struct saga_arg {
-        const Mercato__Event__V1__SagaOrder *so;
-        const rpc_conf *conf;
-        bool tell_product;
-} saga_arg;
-
-/* stock.reserved, behind the barrier key "debit:<order>": the coupon and the debit, or the
- * rejection. */
-static rpc_status
-debit_apply(db_conn *db, void *arg)
-{
-        const saga_arg *a = arg;
-        const Mercato__Event__V1__SagaOrder *so = a->so;
-        Mercato__Event__V1__SagaOrder ev = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
-        svc_step_result coupon_sw = svc_step(a->conf, "user", "coupon");
-        svc_step_result debit_sw = svc_step(a->conf, "user", "debit");
-        const char *reason = NULL;
-        int64_t discount = 0;
-        rpc_status st;
-
-        if ((so->coupon_id > 0 && coupon_sw == SVC_STEP_TIMEOUT) || debit_sw == SVC_STEP_TIMEOUT) {
-                return RPC_UNAVAILABLE;
-        }
-        st = db_command(db, "SAVEPOINT debit");
-        if (st == RPC_OK) {
-                st = debit_steps(db, so, coupon_sw, debit_sw, &discount, &reason);
-        }
-        if (st == RPC_OK && reason != NULL) {
-                st = db_command(db, "ROLLBACK TO SAVEPOINT debit");
-        }
-        if (st != RPC_OK) {
-                return st;
-        }
-        if (reason != NULL) {
-                return events_saga_emit(db, SAGA_SOURCE, "balance.rejected", so, reason);
-        }
-        ev.order_id = so->order_id;
-        ev.user_id = so->user_id;
-        ev.coupon_id = so->coupon_id;
-        ev.total = so->total;
-        ev.discount = discount;
-        ev.amount = so->total - discount;
-        return txn_outbox_add(db, SAGA_SOURCE, "balance.debited", so->order_id, &ev.base, NULL);
-}
-
-/* payment.declined, order.cancelled, behind the barrier key "refund:<order>": refunds the
- * debit and restores the coupon, if there are any. Takes the debit key too, so that a debit
- * that comes later does nothing. */
-static rpc_status
-refund_apply(db_conn *db, void *arg)
-{
-        const saga_arg *a = arg;
-        char key[64];
-        rpc_status st;
-
-        events_saga_key(key, sizeof(key), "debit", a->so->order_id);
-        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-        if (st == RPC_ALREADY_EXISTS) {
-                st = RPC_OK; /* it ran (or was refused): undo what it did */
-        }
-        if (st == RPC_OK) {
-                st = user_store_refund(db, a->so->order_id);
-        }
-        if (st == RPC_OK) {
-                st = user_store_restore_coupon(db, a->so->order_id);
-        }
-        if (st == RPC_OK && a->tell_product) {
-                st = events_saga_emit(db, SAGA_SOURCE, "balance.refunded", a->so, a->so->reason);
-        }
-        return st;
-}
-
 /* A saga delivery: one local transaction, retried when it aborts. A taken key is a
  * duplicate, or for "debit:<order>" the compensation that came first. */
 static rpc_status
@@ -203,7 +86,6 @@ deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kin
         svc *s = svc_of_call(call);
         const rpc_conf *conf = s != NULL ? svc_conf(s) : NULL;
         bool duplicate = false;
-        char key[64];
         rpc_status st;
 
         st = events_saga_order(call, req, &msg);
@@ -219,10 +101,9 @@ deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kin
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        saga_arg arg = { .so = so, .conf = conf, .tell_product = kind == SAGA_REFUND };
-        events_saga_key(key, sizeof(key), kind == SAGA_DEBIT ? "debit" : "refund", so->order_id);
-        st = txn_consume(db, SAGA_CONSUMER, key, kind == SAGA_DEBIT ? debit_apply : refund_apply,
-            &arg, &duplicate);
+        st = kind == SAGA_DEBIT ? user_saga_debit(db, so, svc_step(conf, "user", "coupon"),
+                 svc_step(conf, "user", "debit"), &duplicate)
+                                : user_saga_refund(db, so, kind == SAGA_REFUND, &duplicate);
         if (st == RPC_UNAVAILABLE) {
                 return rpc_call_error(call, st, "user step does not answer (step switch)");
         }

@@ -12,6 +12,7 @@
 #include "svc.h"
 #include "tpc.h"
 #include "user_priv.h"
+#include "user_steps.h"
 #include "user_store.h"
 
 static rpc_status
@@ -61,93 +62,13 @@ before(rpc_call *call, const txn_tpc_request *req)
         return NULL;
 }
 
-static rpc_status
-branch(rpc_call *call, db_conn *db, const txn_tpc_request *req, txn_tpc_vote *vote)
-{
-        int64_t discount = 0;
-        rpc_status st;
-
-        if (req->coupon_id > 0) {
-                st = user_store_use_coupon(
-                    db, req->user_id, req->coupon_id, req->order_id, req->total, &discount);
-                if (st == RPC_FAILED_PRECONDITION || (st == RPC_OK && discount != req->discount)) {
-                        vote->reason = (char *) "coupon_invalid";
-                        return RPC_OK;
-                }
-                if (st == RPC_NOT_FOUND) {
-                        return rpc_call_error(
-                            call, st, "no coupon %lld", (long long) req->coupon_id);
-                }
-                if (st != RPC_OK) {
-                        return rpc_call_error(call, st, "coupon: %s", db_errmsg(db));
-                }
-        } else if (req->discount != 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "a discount needs a coupon");
-        }
-        if (req->amount > 0) {
-                st = user_store_debit(db, req->user_id, req->amount, req->order_id);
-                if (st == RPC_FAILED_PRECONDITION) {
-                        vote->reason = (char *) "insufficient_balance";
-                        return RPC_OK;
-                }
-                if (st == RPC_NOT_FOUND) {
-                        return rpc_call_error(call, st, "no user %lld", (long long) req->user_id);
-                }
-                if (st != RPC_OK) {
-                        return rpc_call_error(call, st, "debit: %s", db_errmsg(db));
-                }
-        }
-        vote->discount = discount;
-        vote->yes = true;
-        return RPC_OK;
-}
-
-/* Read-only: the user and the coupon exist (else NOT_FOUND: bad input), and the coupon is
- * held unused (else a "no" vote, coupon_invalid); the discount it gives on total. */
-static rpc_status
-quote(rpc_call *call, db_conn *db, const txn_tpc_request *req, txn_tpc_vote *vote)
-{
-        user_coupon_rec *recs = NULL;
-        const char *what = "user";
-        size_t n = 0;
-        rpc_status st;
-
-        st = user_store_check(db, req->user_id, req->coupon_id, &what);
-        if (st == RPC_NOT_FOUND) {
-                return rpc_call_error(call, st, "no %s %lld", what,
-                    (long long) (what[0] == 'c' ? req->coupon_id : req->user_id));
-        }
-        if (st != RPC_OK) {
-                return rpc_call_error(call, st, "database: %s", db_errmsg(db));
-        }
-        vote->yes = true;
-        if (req->coupon_id == 0) {
-                return RPC_OK;
-        }
-        st = user_store_list_coupons(db, req->user_id, &recs, &n);
-        if (st != RPC_OK) {
-                return rpc_call_error(call, st, "database: %s", db_errmsg(db));
-        }
-        vote->yes = false;
-        vote->reason = (char *) "coupon_invalid";
-        for (size_t i = 0; i < n; i++) {
-                if (recs[i].coupon_id == req->coupon_id && recs[i].used_order_id == 0) {
-                        vote->yes = true;
-                        vote->reason = (char *) "";
-                        vote->discount = user_discount(recs[i].kind, recs[i].value, req->total);
-                }
-        }
-        free(recs);
-        return RPC_OK;
-}
-
 static const txn_tpc_participant participant = {
         .name = "user",
         .db = svc_db,
         .before = before,
         .validate = validate,
-        .branch = branch,
-        .quote = quote,
+        .branch = user_tpc_branch,
+        .quote = user_tpc_quote,
 };
 
 TXN_TPC_METHODS(user_tpc_methods, participant);

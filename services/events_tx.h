@@ -1,0 +1,29 @@
+/* events_tx.h: what the event consumers' transactions share: limits, saga keys and events. */
+#ifndef MERCATO_EVENTS_TX_H
+#define MERCATO_EVENTS_TX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "event.pb-c.h"
+#include "rpc.h"
+
+/* The limits of every consumer: an event id's length in bytes, the lines of an order, a
+ * line's quantity, a time in Unix ms (9999-12-31T23:59:59.999Z) and a saga reason. */
+#define EVENTS_ID_MAX 64
+#define EVENTS_ITEMS_MAX 100
+#define EVENTS_QUANTITY_MAX INT64_C(1000000000000)
+#define EVENTS_TIME_MAX_MS INT64_C(253402300799999)
+#define EVENTS_REASON_MAX 64
+
+/* Writes the barrier key of a saga action on an order, "<action>:<order_id>", into buf. */
+void events_saga_key(char *buf, size_t len, const char *action, int64_t order_id);
+
+/* In the open transaction: adds a saga event about so's order from source. With a NULL
+ * reason the event is so itself; else it names so's order, user, coupon and total, and the
+ * reason. Returns txn_outbox_add's status. */
+rpc_status events_saga_emit(db_conn *db, const char *source, const char *topic,
+    const Mercato__Event__V1__SagaOrder *so, const char *reason) RPC_WARN_UNUSED;
+
+#endif

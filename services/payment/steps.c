@@ -1,0 +1,110 @@
+/* steps.c: the payment service's transactions in the order flow (payment_steps.h). */
+#include <stdio.h>
+
+#include "events_tx.h"
+#include "payment_steps.h"
+#include "payment_store.h"
+#include "txn.h"
+
+#define SAGA_CONSUMER "payment:saga"
+#define SAGA_SOURCE "payment"
+
+/* What a saga step works on: the order and the step switch. */
+typedef struct saga_arg {
+        const Mercato__Event__V1__SagaOrder *so;
+        svc_step_result sw;
+} saga_arg;
+
+/* balance.debited, behind the barrier key "capture:<order>": the capture, or the decline. */
+static rpc_status
+capture_apply(db_conn *db, void *arg)
+{
+        const saga_arg *a = arg;
+        const Mercato__Event__V1__SagaOrder *so = a->so;
+        svc_step_result sw = a->sw;
+        bool declined = false;
+        rpc_status st;
+
+        if (sw == SVC_STEP_TIMEOUT) {
+                return RPC_UNAVAILABLE;
+        }
+        if (sw == SVC_STEP_FAIL) {
+                declined = true;
+        } else {
+                st = db_command(db, "SAVEPOINT capture");
+                if (st == RPC_OK) {
+                        st = payment_store_capture(db, so->order_id, so->user_id, so->amount);
+                }
+                if (st == RPC_FAILED_PRECONDITION) {
+                        declined = true;
+                        st = db_command(db, "ROLLBACK TO SAVEPOINT capture");
+                }
+                if (st != RPC_OK) {
+                        return st;
+                }
+        }
+        if (declined) {
+                return events_saga_emit(
+                    db, SAGA_SOURCE, "payment.declined", so, "payment_declined");
+        }
+        return events_saga_emit(db, SAGA_SOURCE, "payment.captured", so, NULL);
+}
+
+/* order.cancelled, behind the barrier key "refund:<order>": refunds the payment, if there
+ * is one. Takes the capture key too, so that a capture that comes later does nothing. */
+static rpc_status
+refund_apply(db_conn *db, void *arg)
+{
+        const saga_arg *a = arg;
+        char key[64];
+        rpc_status st;
+
+        events_saga_key(key, sizeof(key), "capture", a->so->order_id);
+        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
+        if (st == RPC_ALREADY_EXISTS) {
+                st = RPC_OK; /* it ran (or was refused): undo what it did */
+        }
+        if (st == RPC_OK) {
+                st = payment_store_refund(db, a->so->order_id);
+        }
+        return st;
+}
+
+rpc_status
+payment_saga_capture(
+    db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_result sw, bool *ret_duplicate)
+{
+        saga_arg arg = { .so = so, .sw = sw };
+        char key[64];
+
+        events_saga_key(key, sizeof(key), "capture", so->order_id);
+        return txn_consume(db, SAGA_CONSUMER, key, capture_apply, &arg, ret_duplicate);
+}
+
+rpc_status
+payment_saga_refund(db_conn *db, const Mercato__Event__V1__SagaOrder *so, bool *ret_duplicate)
+{
+        saga_arg arg = { .so = so, .sw = SVC_STEP_OK };
+        char key[64];
+
+        events_saga_key(key, sizeof(key), "refund", so->order_id);
+        return txn_consume(db, SAGA_CONSUMER, key, refund_apply, &arg, ret_duplicate);
+}
+
+rpc_status
+payment_tpc_branch(
+    db_conn *db, const txn_tpc_request *req, txn_tpc_vote *vote, char *err, size_t errlen)
+{
+        rpc_status st = payment_store_capture(db, req->order_id, req->user_id, req->amount);
+
+        if (st == RPC_FAILED_PRECONDITION) {
+                vote->reason = (char *) "payment_declined";
+                return RPC_OK;
+        }
+        if (st != RPC_OK) {
+                snprintf(err, errlen, "capture: %s", db_errmsg(db));
+                return st;
+        }
+        vote->yes = true;
+        return RPC_OK;
+}
