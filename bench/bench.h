@@ -6,4 +6,13 @@
  * ping-pong baseline. argv[0] is "rpc". Returns the process exit code. */
 int bench_rpc_main(int argc, char **argv);
 
+/* `mercato-bench compare ...`: saga, 2pc and monolith side by side (compare.c). */
+int bench_compare_main(int argc, char **argv);
+
+/* `mercato-bench sweep ...`: throughput against the number of clients (compare.c). */
+int bench_sweep_main(int argc, char **argv);
+
+/* `mercato-bench replay ...`: a mode's SQL without services (replay.h). */
+int bench_replay_main(int argc, char **argv);
+
 #endif

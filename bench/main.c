@@ -9,7 +9,13 @@ static const struct {
         int (*main)(int argc, char **argv);
         const char *summary;
 } subcommands[] = {
+        { "compare", bench_compare_main,
+            "saga vs 2pc vs monolith on identical data, with the "
+            "SQL-replay ceiling" },
+        { "sweep", bench_sweep_main, "throughput against the number of clients, per mode" },
         { "rpc", bench_rpc_main, "round trips to Health over tcp, ipc and inproc vs raw TCP" },
+        { "replay", bench_replay_main,
+            "a mode's SQL straight through libpq: the database's ceiling" },
 };
 
 static void

@@ -1,0 +1,351 @@
+/* report.c: the side-by-side table, JSON, CSV and gnuplot plots of compare and sweep. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compare.h"
+#include "util.h"
+
+static double
+pct(uint64_t part, uint64_t whole)
+{
+        return whole > 0 ? 100.0 * (double) part / (double) whole : 0;
+}
+
+/* The orders that reached a terminal state: the base of the percentages. */
+static uint64_t
+ended(const mode_result *r)
+{
+        return r->completed + r->cancelled;
+}
+
+void
+report_table(const mode_result *r, size_t n)
+{
+        printf("\n%-8s %7s %9s %8s %8s %8s %6s %6s %6s %8s %6s %6s %9s %6s\n", "mode", "clients",
+            "orders/s", "p50 ms", "p99 ms", "p99.9 ms", "done%", "canc%", "comp%", "converge",
+            "dirty", "viol", "replay/s", "ratio");
+        for (size_t i = 0; i < n; i++) {
+                const mode_result *m = &r[i];
+                char replay[16] = "-", ratio[16] = "-", dirty[16] = "-";
+                if (m->has_replay) {
+                        snprintf(replay, sizeof(replay), "%.1f", m->replay_orders_per_s);
+                        snprintf(ratio, sizeof(ratio), "%.2f", m->replay_ratio);
+                }
+                if (m->observed) {
+                        snprintf(
+                            dirty, sizeof(dirty), "%llu", (unsigned long long) m->obs.dirty_reads);
+                }
+                printf(
+                    "%-8s %7d %9.1f %8.2f %8.2f %8.2f %6.1f %6.1f %6.1f %7.2fs %6s %6lld %9s %6s\n",
+                    m->mode, m->clients, m->orders_per_s, m->p50_ms, m->p99_ms, m->p999_ms,
+                    pct(m->completed, ended(m)), pct(m->cancelled, ended(m)),
+                    pct(m->compensated, ended(m)), m->convergence_s, dirty,
+                    (long long) m->violations, replay, ratio);
+        }
+        printf("\n");
+        for (size_t i = 0; i < n; i++) {
+                const mode_result *m = &r[i];
+                printf("%s: %llu orders in %.1f s, %llu completed, %llu cancelled "
+                       "(%llu insufficient_balance, %llu out_of_stock, %llu payment_declined), "
+                       "%llu errors, %llu not as built\n",
+                    m->mode, (unsigned long long) m->orders, m->seconds,
+                    (unsigned long long) m->completed, (unsigned long long) m->cancelled,
+                    (unsigned long long) m->by_reason[BENCH_KIND_NO_BALANCE],
+                    (unsigned long long) m->by_reason[BENCH_KIND_NO_STOCK],
+                    (unsigned long long) m->by_reason[BENCH_KIND_DECLINED],
+                    (unsigned long long) m->errors, (unsigned long long) m->unexpected);
+                if (m->observed) {
+                        printf("  observers: %llu reads judged, %llu dirty (%llu balance, %llu "
+                               "stock) from %llu cancelled orders, visible p50 %.2f ms max %.2f "
+                               "ms; %llu of %llu order reads saw one PENDING\n",
+                            (unsigned long long) m->obs.reads,
+                            (unsigned long long) m->obs.dirty_reads,
+                            (unsigned long long) m->obs.dirty_balance,
+                            (unsigned long long) m->obs.dirty_stock,
+                            (unsigned long long) m->obs.dirty_orders, m->obs.visible_p50_ms,
+                            m->obs.visible_max_ms, (unsigned long long) m->obs.pending_seen,
+                            (unsigned long long) m->obs.order_reads);
+                }
+                printf("  lock waits: %.3f backend-s (%.3f ms per order)\n", m->lock_wait_s,
+                    m->orders > 0 ? m->lock_wait_s * 1000 / (double) m->orders : 0.0);
+                if (m->has_tpc) {
+                        printf("  2pc: %llu commits; prepare p50 %.2f p99 %.2f ms, decision to "
+                               "last commit p50 %.2f p99 %.2f ms, prepare to commit p50 %.2f "
+                               "p99 %.2f ms\n",
+                            (unsigned long long) m->tpc.commits, m->tpc.prepare_p50_ms,
+                            m->tpc.prepare_p99_ms, m->tpc.commit_p50_ms, m->tpc.commit_p99_ms,
+                            m->tpc.in_doubt_p50_ms, m->tpc.in_doubt_p99_ms);
+                }
+                printf("  check: %s%s%s%s\n", m->check_ok ? "PASS" : "FAIL",
+                    m->check_failures[0] != '\0' ? " (" : "", m->check_failures,
+                    m->check_failures[0] != '\0' ? ")" : "");
+                if (!m->quiet) {
+                        printf("  did not go quiet within the bound\n");
+                }
+        }
+        fflush(stdout);
+}
+
+static json_t *
+mode_json(const mode_result *m)
+{
+        json_t *o = json_pack(
+            "{s:s, s:i, s:f, s:I, s:f, s:{s:f, s:f, s:f}, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I,"
+            " s:{s:I, s:I, s:I}, s:b, s:f, s:f, s:f}",
+            "mode", m->mode, "clients", m->clients, "seconds", m->seconds, "orders",
+            (json_int_t) m->orders, "orders_per_s", m->orders_per_s, "latency_ms", "p50", m->p50_ms,
+            "p99", m->p99_ms, "p999", m->p999_ms, "completed", (json_int_t) m->completed,
+            "cancelled", (json_int_t) m->cancelled, "compensated", (json_int_t) m->compensated,
+            "completed_pct", pct(m->completed, ended(m)), "cancelled_pct",
+            pct(m->cancelled, ended(m)), "compensated_pct", pct(m->compensated, ended(m)), "errors",
+            (json_int_t) m->errors, "unexpected", (json_int_t) m->unexpected, "cancelled_by_reason",
+            "insufficient_balance", (json_int_t) m->by_reason[BENCH_KIND_NO_BALANCE],
+            "out_of_stock", (json_int_t) m->by_reason[BENCH_KIND_NO_STOCK], "payment_declined",
+            (json_int_t) m->by_reason[BENCH_KIND_DECLINED], "quiet", m->quiet, "convergence_s",
+            m->convergence_s, "lock_wait_s", m->lock_wait_s, "lock_wait_ms_per_order",
+            m->orders > 0 ? m->lock_wait_s * 1000 / (double) m->orders : 0.0);
+
+        json_object_set_new(o, "observers",
+            m->observed ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I}", "reads",
+                (json_int_t) m->obs.reads, "unjudged", (json_int_t) m->obs.unjudged, "dirty_reads",
+                (json_int_t) m->obs.dirty_reads, "dirty_balance", (json_int_t) m->obs.dirty_balance,
+                "dirty_stock", (json_int_t) m->obs.dirty_stock, "dirty_orders",
+                (json_int_t) m->obs.dirty_orders, "visible_p50_ms", m->obs.visible_p50_ms,
+                "visible_max_ms", m->obs.visible_max_ms, "order_reads",
+                (json_int_t) m->obs.order_reads, "pending_seen", (json_int_t) m->obs.pending_seen)
+                        : json_null());
+        json_object_set_new(o, "dirty_reads",
+            m->observed ? json_integer((json_int_t) m->obs.dirty_reads) : json_null());
+        json_object_set_new(o, "tpc",
+            m->has_tpc ? json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "commits",
+                (json_int_t) m->tpc.commits, "prepare_p50_ms", m->tpc.prepare_p50_ms,
+                "prepare_p99_ms", m->tpc.prepare_p99_ms, "commit_p50_ms", m->tpc.commit_p50_ms,
+                "commit_p99_ms", m->tpc.commit_p99_ms, "prepare_to_commit_p50_ms",
+                m->tpc.in_doubt_p50_ms, "prepare_to_commit_p99_ms", m->tpc.in_doubt_p99_ms)
+                       : json_null());
+        json_object_set_new(o, "check",
+            json_pack("{s:b, s:i, s:I, s:s}", "ok", m->check_ok, "exit", m->check_exit,
+                "violations", (json_int_t) m->violations, "failed", m->check_failures));
+        json_object_set_new(o, "invariant_violations", json_integer((json_int_t) m->violations));
+        json_object_set_new(o, "replay",
+            m->has_replay ? json_pack("{s:I, s:f, s:f, s:f}", "orders",
+                (json_int_t) m->replay_orders, "orders_per_s", m->replay_orders_per_s, "p50_ms",
+                m->replay_p50_ms, "ratio", m->replay_ratio)
+                          : json_null());
+        return o;
+}
+
+static json_t *
+workload_json(const bench_workload *w)
+{
+        char when[32];
+        time_t now = time(NULL);
+        struct tm tm;
+
+        gmtime_r(&now, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        return json_pack("{s:s, s:i, s:{s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:I}}", "at", when,
+            "cpus", (int) sysconf(_SC_NPROCESSORS_ONLN), "workload", "products",
+            (json_int_t) w->products, "users", (json_int_t) w->users, "stock",
+            (json_int_t) w->stock, "balance", (json_int_t) w->balance, "hot_fraction",
+            w->hot_fraction, "fail_fraction", w->fail_fraction, "seed", (json_int_t) w->seed,
+            "poor_users", (json_int_t) w->poor_users, "declining_users",
+            (json_int_t) w->declining_users);
+}
+
+static bool
+write_json(const char *dir, const char *name, json_t *doc, char *err, size_t errlen)
+{
+        char path[4096];
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        if (json_dump_file(doc, path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0) {
+                snprintf(err, errlen, "cannot write %s", path);
+                return false;
+        }
+        return true;
+}
+
+static FILE *
+open_out(const char *dir, const char *name, char *err, size_t errlen)
+{
+        char path[4096];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        f = fopen(path, "w");
+        if (f == NULL) {
+                snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        }
+        return f;
+}
+
+static void
+csv_header(FILE *f)
+{
+        fprintf(f,
+            "mode,clients,seconds,orders,orders_per_s,p50_ms,p99_ms,p999_ms,completed_pct,"
+            "cancelled_pct,compensated_pct,errors,convergence_s,dirty_reads,"
+            "invariant_violations,lock_wait_s,replay_orders_per_s,replay_ratio,check\n");
+}
+
+static void
+csv_row(FILE *f, const mode_result *m)
+{
+        fprintf(f, "%s,%d,%.3f,%llu,%.2f,%.3f,%.3f,%.3f,%.2f,%.2f,%.2f,%llu,%.3f,", m->mode,
+            m->clients, m->seconds, (unsigned long long) m->orders, m->orders_per_s, m->p50_ms,
+            m->p99_ms, m->p999_ms, pct(m->completed, ended(m)), pct(m->cancelled, ended(m)),
+            pct(m->compensated, ended(m)), (unsigned long long) m->errors, m->convergence_s);
+        if (m->observed) {
+                fprintf(f, "%llu", (unsigned long long) m->obs.dirty_reads);
+        }
+        fprintf(f, ",%lld,%.3f,", (long long) m->violations, m->lock_wait_s);
+        if (m->has_replay) {
+                fprintf(f, "%.2f,%.3f", m->replay_orders_per_s, m->replay_ratio);
+        } else {
+                fprintf(f, ",");
+        }
+        fprintf(f, ",%s\n", m->check_ok ? "PASS" : "FAIL");
+}
+
+/* Runs gnuplot on a script written into dir. */
+static bool
+gnuplot(const char *dir, const char *script_name, const char *script, char *err, size_t errlen)
+{
+        char path[4096];
+        FILE *f = open_out(dir, script_name, err, errlen);
+
+        if (f == NULL) {
+                return false;
+        }
+        fputs(script, f);
+        fclose(f);
+        snprintf(path, sizeof(path), "%s/%s", dir, script_name);
+        char *argv[] = { "gnuplot", path, NULL };
+        int rc = bench_run(argv, NULL, false);
+        if (rc != 0) {
+                snprintf(err, errlen, "gnuplot %s failed (exit %d): is gnuplot-nox installed?",
+                    path, rc);
+                return false;
+        }
+        return true;
+}
+
+bool
+report_compare(const char *dir, const bench_workload *w, const mode_result *r, size_t n, char *err,
+    size_t errlen)
+{
+        json_t *doc = workload_json(w);
+        json_t *modes = json_array();
+        char script[8192];
+        size_t off = 0;
+        FILE *f;
+        bool ok;
+
+        for (size_t i = 0; i < n; i++) {
+                json_array_append_new(modes, mode_json(&r[i]));
+        }
+        json_object_set_new(doc, "modes", modes);
+        ok = write_json(dir, "compare.json", doc, err, errlen);
+        json_decref(doc);
+        if (!ok || (f = open_out(dir, "compare.csv", err, errlen)) == NULL) {
+                return false;
+        }
+        csv_header(f);
+        for (size_t i = 0; i < n; i++) {
+                csv_row(f, &r[i]);
+        }
+        fclose(f);
+        /* One CDF file per mode, thinned to at most ~2000 points. */
+        off += (size_t) snprintf(script + off, sizeof(script) - off,
+            "set terminal png size 960,600\n"
+            "set output '%s/latency-cdf.png'\n"
+            "set title 'PlaceOrder latency to the terminal state (CDF)'\n"
+            "set xlabel 'latency (ms, log scale)'\nset ylabel 'fraction of orders'\n"
+            "set logscale x\nset grid\nset key bottom right\nset yrange [0:1]\nplot ",
+            dir);
+        for (size_t i = 0; i < n; i++) {
+                char name[64];
+                snprintf(name, sizeof(name), "latency-%s.dat", r[i].mode);
+                if ((f = open_out(dir, name, err, errlen)) == NULL) {
+                        return false;
+                }
+                fprintf(f, "# latency_ms fraction (%s, %d clients)\n", r[i].mode, r[i].clients);
+                size_t step = r[i].n_latency / 2000 + 1;
+                for (size_t k = 0; k < r[i].n_latency; k += step) {
+                        fprintf(f, "%.4f %.6f\n", r[i].latency_ms[k],
+                            (double) (k + 1) / (double) r[i].n_latency);
+                }
+                if (r[i].n_latency > 0) {
+                        fprintf(f, "%.4f 1\n", r[i].latency_ms[r[i].n_latency - 1]);
+                }
+                fclose(f);
+                off += (size_t) snprintf(script + off, sizeof(script) - off,
+                    "%s'%s/%s' using 1:2 with lines linewidth 2 title '%s'", i > 0 ? ", " : "", dir,
+                    name, r[i].mode);
+        }
+        snprintf(script + off, sizeof(script) - off, "\n");
+        return gnuplot(dir, "latency-cdf.gp", script, err, errlen);
+}
+
+bool
+report_sweep(const char *dir, const bench_workload *w, const mode_result *r, size_t n, char *err,
+    size_t errlen)
+{
+        json_t *doc = workload_json(w);
+        json_t *points = json_array();
+        char script[8192];
+        size_t off = 0;
+        FILE *f;
+        bool ok, any_replay = false;
+
+        for (size_t i = 0; i < n; i++) {
+                json_array_append_new(points, mode_json(&r[i]));
+                any_replay = any_replay || r[i].has_replay;
+        }
+        json_object_set_new(doc, "points", points);
+        ok = write_json(dir, "sweep.json", doc, err, errlen);
+        json_decref(doc);
+        if (!ok || (f = open_out(dir, "sweep.csv", err, errlen)) == NULL) {
+                return false;
+        }
+        csv_header(f);
+        for (size_t i = 0; i < n; i++) {
+                csv_row(f, &r[i]);
+        }
+        fclose(f);
+        off += (size_t) snprintf(script + off, sizeof(script) - off,
+            "set terminal png size 960,600\n"
+            "set output '%s/throughput-clients.png'\n"
+            "set title 'Throughput against closed-loop clients'\n"
+            "set xlabel 'clients (log scale)'\nset ylabel 'orders/s'\n"
+            "set logscale x 2\nset grid\nset key top left\nset yrange [0:*]\n"
+            "set datafile separator ','\nplot ",
+            dir);
+        int plotted = 0;
+        for (int mi = 0; mi < BENCH_N_MODES; mi++) {
+                bool has = false;
+                for (size_t i = 0; i < n; i++) {
+                        has = has || strcmp(r[i].mode, bench_mode_names[mi]) == 0;
+                }
+                if (!has) {
+                        continue;
+                }
+                off += (size_t) snprintf(script + off, sizeof(script) - off,
+                    "%s'%s/sweep.csv' using (strcol(1) eq '%s' ? $2 : 1/0):5 with linespoints "
+                    "linewidth 2 title '%s'",
+                    plotted++ > 0 ? ", " : "", dir, bench_mode_names[mi], bench_mode_names[mi]);
+                if (any_replay) {
+                        off += (size_t) snprintf(script + off, sizeof(script) - off,
+                            ", '%s/sweep.csv' using (strcol(1) eq '%s' ? $2 : 1/0):17 with lines "
+                            "dashtype 2 title '%s SQL replay'",
+                            dir, bench_mode_names[mi], bench_mode_names[mi]);
+                }
+        }
+        snprintf(script + off, sizeof(script) - off, "\n");
+        return gnuplot(dir, "throughput-clients.gp", script, err, errlen);
+}

@@ -1,0 +1,188 @@
+/* test_bench.c: `mercato-bench compare` and `sweep`, short runs against a real cluster. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+
+#define SERVICES "product cart user payment dataplatform order"
+
+static harness_cluster *hc;
+static char out_dir[256];
+
+/* Runs mercato-bench with the cluster's topology; returns its exit status. */
+static int
+bench(const char *fmt, ...)
+{
+        char args[1024], cmd[2048];
+        char *exe = harness_build_path("bench/mercato-bench");
+        va_list ap;
+        int status;
+
+        va_start(ap, fmt);
+        vsnprintf(args, sizeof(args), fmt, ap);
+        va_end(ap);
+        snprintf(cmd, sizeof(cmd),
+            "MERCATO_BIN=%s/services/mercato/mercato %s %s --conf %s --out %s",
+            getenv("MERCATO_BUILD_ROOT"), exe, args, hc->conf_path, out_dir);
+        fprintf(stderr, "$ %s\n", cmd);
+        status = system(cmd);
+        free(exe);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static bool
+nonempty_file(const char *name)
+{
+        char path[512];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/%s", out_dir, name);
+        return stat(path, &st) == 0 && st.st_size > 0;
+}
+
+static int
+setup(void **state)
+{
+        hc = harness_cluster_new(SERVICES, NULL);
+        harness_cluster_start(hc);
+        snprintf(out_dir, sizeof(out_dir), "/tmp/mercato-bench-test-%d", (int) getpid());
+        return 0;
+}
+
+static int
+teardown(void **state)
+{
+        char cmd[300];
+
+        harness_cluster_free(hc);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", out_dir);
+        (void) system(cmd);
+        return 0;
+}
+
+/* Every field a reader of compare.json relies on, per mode. */
+static const char *const mode_fields[] = { "mode", "clients", "seconds", "orders", "orders_per_s",
+        "latency_ms", "completed", "cancelled", "compensated", "completed_pct", "cancelled_pct",
+        "compensated_pct", "errors", "unexpected", "cancelled_by_reason", "quiet", "convergence_s",
+        "lock_wait_s", "lock_wait_ms_per_order", "observers", "dirty_reads", "tpc", "check",
+        "invariant_violations", "replay", NULL };
+
+static void
+test_compare_short_run(void **state)
+{
+        json_error_t jerr;
+        json_t *doc, *modes, *m;
+        size_t i;
+
+        assert_int_equal(bench("compare --clients 4 --duration 2 --warmup 0.5 --products 200 "
+                               "--users 200 --fail-fraction 0.2 --hot-fraction 0.2"),
+            0);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/compare.json", out_dir);
+        doc = json_load_file(path, 0, &jerr);
+        assert_non_null(doc);
+        assert_non_null(json_object_get(doc, "workload"));
+        modes = json_object_get(doc, "modes");
+        assert_int_equal(json_array_size(modes), 3);
+        json_array_foreach(modes, i, m)
+        {
+                const char *mode = json_string_value(json_object_get(m, "mode"));
+                assert_non_null(mode);
+                for (const char *const *f = mode_fields; *f != NULL; f++) {
+                        if (json_object_get(m, *f) == NULL) {
+                                fail_msg("%s: compare.json lacks %s", mode, *f);
+                        }
+                }
+                json_t *lat = json_object_get(m, "latency_ms");
+                assert_non_null(json_object_get(lat, "p50"));
+                assert_non_null(json_object_get(lat, "p99"));
+                assert_non_null(json_object_get(lat, "p999"));
+                /* Each mode completed orders, and cancelled the ones built to fail. */
+                assert_true(json_integer_value(json_object_get(m, "completed")) > 0);
+                assert_true(json_integer_value(json_object_get(m, "cancelled")) > 0);
+                assert_int_equal(json_integer_value(json_object_get(m, "unexpected")), 0);
+                assert_int_equal(json_integer_value(json_object_get(m, "errors")), 0);
+                /* The check passed, after the system went quiet. */
+                assert_true(json_is_true(json_object_get(m, "quiet")));
+                assert_true(json_is_true(json_object_get(json_object_get(m, "check"), "ok")));
+                assert_int_equal(json_integer_value(json_object_get(m, "invariant_violations")), 0);
+                /* The observers read something, and only a saga may show a dirty read. */
+                json_t *obs = json_object_get(m, "observers");
+                assert_true(json_is_object(obs));
+                assert_true(json_integer_value(json_object_get(obs, "reads")) > 0);
+                if (strcmp(mode, "saga") != 0) {
+                        assert_int_equal(json_integer_value(json_object_get(m, "dirty_reads")), 0);
+                }
+                /* 2pc reports its prepare-to-commit times; the others have none. */
+                if (strcmp(mode, "2pc") == 0) {
+                        json_t *tpc = json_object_get(m, "tpc");
+                        assert_true(json_is_object(tpc));
+                        assert_true(json_integer_value(json_object_get(tpc, "commits")) > 0);
+                        assert_true(
+                            json_real_value(json_object_get(tpc, "prepare_to_commit_p50_ms")) > 0);
+                } else {
+                        assert_true(json_is_null(json_object_get(m, "tpc")));
+                }
+                /* The ceiling was measured, and a mode's ratio to it is a number. */
+                json_t *replay = json_object_get(m, "replay");
+                assert_true(json_is_object(replay));
+                assert_true(json_real_value(json_object_get(replay, "orders_per_s")) > 0);
+                assert_true(json_real_value(json_object_get(replay, "ratio")) > 0);
+        }
+        json_decref(doc);
+        assert_true(nonempty_file("compare.csv"));
+        assert_true(nonempty_file("latency-saga.dat"));
+        assert_true(nonempty_file("latency-cdf.png"));
+}
+
+static void
+test_sweep_short_run(void **state)
+{
+        json_error_t jerr;
+        char path[512];
+
+        assert_int_equal(bench("sweep --clients 1,2 --duration 1 --warmup 0.2 --products 200 "
+                               "--users 200 --modes saga,monolith"),
+            0);
+        snprintf(path, sizeof(path), "%s/sweep.json", out_dir);
+        json_t *doc = json_load_file(path, 0, &jerr);
+        assert_non_null(doc);
+        /* Two modes at two client counts. */
+        assert_int_equal(json_array_size(json_object_get(doc, "points")), 4);
+        json_decref(doc);
+        assert_true(nonempty_file("sweep.csv"));
+        assert_true(nonempty_file("throughput-clients.png"));
+}
+
+static void
+test_bad_options_are_usage_errors(void **state)
+{
+        assert_int_equal(bench("compare --modes saga,xa"), 2);
+        assert_int_equal(bench("compare --fail-fraction 1.5"), 2);
+        assert_int_equal(bench("compare --clients 0"), 2);
+        assert_int_equal(bench("sweep --clients 1,x"), 2);
+}
+
+int
+main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_bad_options_are_usage_errors),
+                cmocka_unit_test(test_compare_short_run),
+                cmocka_unit_test(test_sweep_short_run),
+        };
+
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
