@@ -648,8 +648,11 @@ sub_pass(relay_sub *sub)
                         sub_mark(sub, TXN_STMT_RETRY, c->it, c->it->lease, &delay, c->err);
                 }
         }
-        free(sub->calls);
+        pthread_mutex_lock(&sub->jmu);
+        relay_call *done = sub->calls;
         sub->calls = NULL;
+        pthread_mutex_unlock(&sub->jmu);
+        free(done);
         for (int i = 0; i < n; i++) {
                 item_fini(&items[i]);
         }
@@ -782,6 +785,16 @@ relay_sub_get(txn_relay *r, const char *name)
 
 /* NEW -> FANNED for every topic that has new events. */
 static void
+sub_kick(txn_relay *r, relay_sub *sub)
+{
+        pthread_mutex_lock(&r->mu);
+        sub->kicked = true;
+        pthread_cond_signal(&sub->cv);
+        pthread_mutex_unlock(&r->mu);
+}
+
+/* Fans out every new event, and kicks the subscribers of the topics that had some. */
+static void
 relay_fanout(txn_relay *r)
 {
         DB_RES_CLEANUP PGresult *topics = NULL;
@@ -796,7 +809,7 @@ relay_fanout(txn_relay *r)
                 const char *topic = db_get_str(topics, i, 0);
                 int64_t limit = (int64_t) r->batch * 4;
                 char subs[SUBS_MAX];
-                int64_t rows = 0;
+                int64_t rows = 0, fanned = 0;
 
                 topic_subscribers(r, topic, subs, sizeof(subs));
                 do {
@@ -808,11 +821,19 @@ relay_fanout(txn_relay *r)
                         if (db_exec_count(r->db, TXN_STMT_FANOUT, &p, &rows) != RPC_OK) {
                                 return;
                         }
+                        fanned += rows;
                 } while (rows >= limit && !relay_stopping(r));
+                char *save = NULL;
+                for (char *name = fanned > 0 ? strtok_r(subs, " ", &save) : NULL; name != NULL;
+                     name = strtok_r(NULL, " ", &save)) {
+                        relay_sub *sub = relay_sub_get(r, name);
+                        if (sub != NULL) {
+                                sub_kick(r, sub);
+                        }
+                }
         }
 }
 
-/* Starts the delivery thread of every subscriber with pending rows, and kicks each. */
 static void
 relay_kick_subscribers(txn_relay *r)
 {
@@ -827,10 +848,7 @@ relay_kick_subscribers(txn_relay *r)
         for (int i = 0; i < db_rows(res); i++) {
                 relay_sub *sub = relay_sub_get(r, db_get_str(res, i, 0));
                 if (sub != NULL) {
-                        pthread_mutex_lock(&r->mu);
-                        sub->kicked = true;
-                        pthread_cond_signal(&sub->cv);
-                        pthread_mutex_unlock(&r->mu);
+                        sub_kick(r, sub);
                 }
         }
 }
@@ -840,10 +858,19 @@ relay_thread(void *arg)
 {
         txn_relay *r = arg;
 
+        int64_t last_look = 0;
+
         while (!relay_stopping(r)) {
                 if (relay_db(r, &r->db) == RPC_OK) {
                         relay_fanout(r);
-                        relay_kick_subscribers(r);
+                        /* A wake means a commit of this process, and the fan-out kicked
+                         * whom it concerns. At least once a poll period it also looks for
+                         * work it did not make: rows that a crash or another relay left,
+                         * for subscribers that may have no delivery thread yet. */
+                        if (rpc_now_mono_ms() - last_look >= r->poll_ms) {
+                                relay_kick_subscribers(r);
+                                last_look = rpc_now_mono_ms();
+                        }
                 }
                 relay_wait(r, &r->cv, &r->woken, r->poll_ms);
         }
