@@ -78,8 +78,9 @@ rpc_status txn_tpc_branch_state_get(
 /* Opens the branch's transaction: BEGIN, then the marker row of gid, first thing, so a
  * gid recorded aborted is refused before any work: FAILED_PRECONDITION (rolled back
  * already, nothing done), with *ret_state (may be NULL) saying why: ROLLED_BACK for a late
- * prepare, COMMITTED for a gid that committed here already. Other failures map the
- * SQLSTATE (ABORTED: retry). The caller then runs the branch's SQL and ends with
+ * prepare, COMMITTED for a gid that committed here already; RESOURCE_EXHAUSTED when a
+ * twin (another session preparing the same gid) is at work: nothing done, ask again
+ * later. Other failures map the SQLSTATE (ABORTED: retry). The caller then runs the branch's SQL and ends with
  * txn_tpc_prepare, or rolls back. */
 rpc_status txn_tpc_begin(
     db_conn *db, const char *gid, txn_tpc_branch_state *ret_state) RPC_WARN_UNUSED;

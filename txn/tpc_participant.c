@@ -18,6 +18,14 @@
  * starts over, now finding the prepared transaction to roll back. Either way, no prepared
  * branch survives a rollback of its gid.
  *
+ * Twins: a Prepare may arrive twice (a duplicated request, a resend after a timeout) and
+ * run in two sessions at once. The marker insert also takes a transaction-level advisory
+ * lock on the gid, without waiting; the twin that finds it taken inserts nothing, and
+ * txn_tpc_begin answers BUSY: the caller waits a moment and asks where the gid stands.
+ * The lock lives as long as the branch, prepared or not, so the twin learns PREPARED or
+ * COMMITTED (and votes yes), or UNKNOWN after a rollback (and starts over), instead of
+ * waiting on the marker's key for lock_timeout while holding a worker.
+ *
  * The connection a branch ran on is free as soon as PREPARE TRANSACTION returns: the
  * prepared transaction belongs to no session, and any connection to the same database
  * can finish it.
@@ -34,8 +42,18 @@
 /* The runs of a branch, and of a commit or rollback, when they abort (deadlock, busy). */
 #define TPC_ATTEMPTS 4
 
+/* How long a prepare waits, at most, for a twin holding its gid: 200 x 10 ms. */
+#define TPC_TWIN_WAITS 200
+#define TPC_TWIN_WAIT_US 10000
+
 static const db_stmt tpc_stmt_list[] = {
-        { "txn_tpc_marker_add", "INSERT INTO txn_tpc_marker (gid) VALUES ($1)", 1 },
+        /* The transaction-level advisory lock on the gid marks a prepare in progress: a twin
+         * (a duplicated or resent Prepare of the same gid) finds it taken and inserts
+         * nothing, instead of waiting on the marker's key until the first one commits. */
+        { "txn_tpc_marker_add",
+            "INSERT INTO txn_tpc_marker (gid) SELECT $1::text"
+            " WHERE pg_try_advisory_xact_lock(hashtext($1::text), hashtext(reverse($1::text)))",
+            1 },
         { "txn_tpc_marker_abort",
             "INSERT INTO txn_tpc_marker (gid, aborted) VALUES ($1, true) ON CONFLICT DO NOTHING",
             1 },
@@ -207,11 +225,15 @@ txn_tpc_begin(db_conn *db, const char *gid, txn_tpc_branch_state *ret_state)
         }
         db_params_init(&p);
         db_params_str(&p, gid);
-        st = db_exec(db, "txn_tpc_marker_add", &p, NULL);
-        if (st == RPC_OK) {
+        int64_t rows = 0;
+        st = db_exec_count(db, "txn_tpc_marker_add", &p, &rows);
+        if (st == RPC_OK && rows == 1) {
                 return RPC_OK;
         }
         db_rollback(db);
+        if (st == RPC_OK) {
+                return RPC_RESOURCE_EXHAUSTED; /* a twin holds the gid: see NOTES */
+        }
         if (st != RPC_ALREADY_EXISTS) {
                 return st;
         }
@@ -448,6 +470,23 @@ txn_tpc_prepare_branch(db_conn *db, const char *name, const txn_tpc_request *req
                 vote->yes = false;
                 vote->reason = (char *) "";
                 st = txn_tpc_begin(db, req->gid, &state);
+                for (int wait = 0; st == RPC_RESOURCE_EXHAUSTED && wait < TPC_TWIN_WAITS; wait++) {
+                        /* A twin is preparing this gid: wait for it to get somewhere. */
+                        usleep(TPC_TWIN_WAIT_US);
+                        st = txn_tpc_branch_state_get(db, req->gid, &state);
+                        if (st == RPC_OK && state == TXN_TPC_PREPARED) {
+                                vote->yes = true;
+                                return RPC_OK;
+                        }
+                        if (st == RPC_OK) {
+                                st = txn_tpc_begin(db, req->gid, &state);
+                        }
+                }
+                if (st == RPC_RESOURCE_EXHAUSTED) {
+                        snprintf(err, errlen, "%s: a twin of this prepare of %s is still running",
+                            name, req->gid);
+                        return RPC_ABORTED;
+                }
                 if (st == RPC_FAILED_PRECONDITION) {
                         if (state == TXN_TPC_COMMITTED) {
                                 vote->yes = true; /* a resend after the commit */
