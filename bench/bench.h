@@ -15,4 +15,7 @@ int bench_sweep_main(int argc, char **argv);
 /* `mercato-bench replay ...`: a mode's SQL without services (replay.h). */
 int bench_replay_main(int argc, char **argv);
 
+/* `mercato-bench chaos ...`: the fault scenarios in each mode (chaos.c). */
+int bench_chaos_main(int argc, char **argv);
+
 #endif

@@ -16,6 +16,7 @@ static const struct {
         { "rpc", bench_rpc_main, "round trips to Health over tcp, ipc and inproc vs raw TCP" },
         { "replay", bench_replay_main,
             "a mode's SQL straight through libpq: the database's ceiling" },
+        { "chaos", bench_chaos_main, "fault scenarios in each mode: lost orders, invariants" },
 };
 
 static void
