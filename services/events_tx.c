@@ -12,6 +12,27 @@ events_saga_key(char *buf, size_t len, const char *action, int64_t order_id)
 }
 
 rpc_status
+events_saga_consume(db_conn *db, const char *consumer, const char *action, int64_t order_id,
+    rpc_status (*apply)(db_conn *db, void *arg), void *arg, bool *ret_duplicate)
+{
+        char key[64];
+
+        events_saga_key(key, sizeof(key), action, order_id);
+        return txn_consume(db, consumer, key, apply, arg, ret_duplicate);
+}
+
+rpc_status
+events_saga_fence(db_conn *db, const char *consumer, const char *action, int64_t order_id)
+{
+        char key[64];
+        rpc_status st;
+
+        events_saga_key(key, sizeof(key), action, order_id);
+        st = txn_barrier_enter(db, consumer, key);
+        return st == RPC_ALREADY_EXISTS ? RPC_OK : st;
+}
+
+rpc_status
 events_saga_emit(db_conn *db, const char *source, const char *topic,
     const Mercato__Event__V1__SagaOrder *so, const char *reason)
 {

@@ -2,6 +2,7 @@
 #ifndef MERCATO_EVENTS_TX_H
 #define MERCATO_EVENTS_TX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,20 @@
 
 /* Writes the barrier key of a saga action on an order, "<action>:<order_id>", into buf. */
 void events_saga_key(char *buf, size_t len, const char *action, int64_t order_id);
+
+/* Runs apply(db, arg) once per saga action on an order: in one transaction behind the
+ * barrier key "<action>:<order_id>" of consumer (txn_consume; *ret_duplicate, may be
+ * NULL, says the key was taken and nothing ran). */
+rpc_status events_saga_consume(db_conn *db, const char *consumer, const char *action,
+    int64_t order_id, rpc_status (*apply)(db_conn *db, void *arg), void *arg,
+    bool *ret_duplicate) RPC_WARN_UNUSED;
+
+/* In a compensation's open transaction: takes the key of the action it undoes, so that the
+ * action, if it comes later, does nothing. OK whether the key was free (the action never
+ * ran: nothing to undo, and now it never will) or taken (it ran, or was refused: undo what
+ * it left). */
+rpc_status events_saga_fence(
+    db_conn *db, const char *consumer, const char *action, int64_t order_id) RPC_WARN_UNUSED;
 
 /* In the open transaction: adds a saga event about so's order from source. With a NULL
  * reason the event is so itself; else it names so's order, user, coupon and total, and the

@@ -56,14 +56,9 @@ static rpc_status
 refund_apply(db_conn *db, void *arg)
 {
         const saga_arg *a = arg;
-        char key[64];
         rpc_status st;
 
-        events_saga_key(key, sizeof(key), "capture", a->so->order_id);
-        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-        if (st == RPC_ALREADY_EXISTS) {
-                st = RPC_OK; /* it ran (or was refused): undo what it did */
-        }
+        st = events_saga_fence(db, SAGA_CONSUMER, "capture", a->so->order_id);
         if (st == RPC_OK) {
                 st = payment_store_refund(db, a->so->order_id);
         }
@@ -75,20 +70,16 @@ payment_saga_capture(
     db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_result sw, bool *ret_duplicate)
 {
         saga_arg arg = { .so = so, .sw = sw };
-        char key[64];
-
-        events_saga_key(key, sizeof(key), "capture", so->order_id);
-        return txn_consume(db, SAGA_CONSUMER, key, capture_apply, &arg, ret_duplicate);
+        return events_saga_consume(
+            db, SAGA_CONSUMER, "capture", so->order_id, capture_apply, &arg, ret_duplicate);
 }
 
 rpc_status
 payment_saga_refund(db_conn *db, const Mercato__Event__V1__SagaOrder *so, bool *ret_duplicate)
 {
         saga_arg arg = { .so = so, .sw = SVC_STEP_OK };
-        char key[64];
-
-        events_saga_key(key, sizeof(key), "refund", so->order_id);
-        return txn_consume(db, SAGA_CONSUMER, key, refund_apply, &arg, ret_duplicate);
+        return events_saga_consume(
+            db, SAGA_CONSUMER, "refund", so->order_id, refund_apply, &arg, ret_duplicate);
 }
 
 rpc_status

@@ -119,14 +119,9 @@ static rpc_status
 release_apply(db_conn *db, void *arg)
 {
         const saga_arg *a = arg;
-        char key[64];
         rpc_status st;
 
-        events_saga_key(key, sizeof(key), "reserve", a->so->order_id);
-        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-        if (st == RPC_ALREADY_EXISTS) {
-                st = RPC_OK; /* it ran (or was refused): release what it holds */
-        }
+        st = events_saga_fence(db, SAGA_CONSUMER, "reserve", a->so->order_id);
         if (st == RPC_OK) {
                 st = product_store_release(db, a->so->order_id);
         }
@@ -141,10 +136,8 @@ product_saga_reserve(
     db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_result sw, bool *ret_duplicate)
 {
         saga_arg arg = { .so = so, .sw = sw };
-        char key[64];
-
-        events_saga_key(key, sizeof(key), "reserve", so->order_id);
-        return txn_consume(db, SAGA_CONSUMER, key, reserve_apply, &arg, ret_duplicate);
+        return events_saga_consume(
+            db, SAGA_CONSUMER, "reserve", so->order_id, reserve_apply, &arg, ret_duplicate);
 }
 
 rpc_status
@@ -152,10 +145,8 @@ product_saga_release(
     db_conn *db, const Mercato__Event__V1__SagaOrder *so, bool tell_order, bool *ret_duplicate)
 {
         saga_arg arg = { .so = so, .sw = SVC_STEP_OK, .tell_order = tell_order };
-        char key[64];
-
-        events_saga_key(key, sizeof(key), "release", so->order_id);
-        return txn_consume(db, SAGA_CONSUMER, key, release_apply, &arg, ret_duplicate);
+        return events_saga_consume(
+            db, SAGA_CONSUMER, "release", so->order_id, release_apply, &arg, ret_duplicate);
 }
 
 rpc_status

@@ -124,14 +124,9 @@ static rpc_status
 refund_apply(db_conn *db, void *arg)
 {
         const saga_arg *a = arg;
-        char key[64];
         rpc_status st;
 
-        events_saga_key(key, sizeof(key), "debit", a->so->order_id);
-        st = txn_barrier_enter(db, SAGA_CONSUMER, key);
-        if (st == RPC_ALREADY_EXISTS) {
-                st = RPC_OK; /* it ran (or was refused): undo what it did */
-        }
+        st = events_saga_fence(db, SAGA_CONSUMER, "debit", a->so->order_id);
         if (st == RPC_OK) {
                 st = user_store_refund(db, a->so->order_id);
         }
@@ -149,10 +144,8 @@ user_saga_debit(db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_r
     svc_step_result debit_sw, bool *ret_duplicate)
 {
         saga_arg arg = { .so = so, .coupon_sw = coupon_sw, .debit_sw = debit_sw };
-        char key[64];
-
-        events_saga_key(key, sizeof(key), "debit", so->order_id);
-        return txn_consume(db, SAGA_CONSUMER, key, debit_apply, &arg, ret_duplicate);
+        return events_saga_consume(
+            db, SAGA_CONSUMER, "debit", so->order_id, debit_apply, &arg, ret_duplicate);
 }
 
 rpc_status
@@ -160,10 +153,8 @@ user_saga_refund(
     db_conn *db, const Mercato__Event__V1__SagaOrder *so, bool tell_product, bool *ret_duplicate)
 {
         saga_arg arg = { .so = so, .tell_product = tell_product };
-        char key[64];
-
-        events_saga_key(key, sizeof(key), "refund", so->order_id);
-        return txn_consume(db, SAGA_CONSUMER, key, refund_apply, &arg, ret_duplicate);
+        return events_saga_consume(
+            db, SAGA_CONSUMER, "refund", so->order_id, refund_apply, &arg, ret_duplicate);
 }
 
 rpc_status
