@@ -235,24 +235,27 @@ gnuplot(const char *dir, const char *script_name, const char *script, char *err,
         return true;
 }
 
-bool
-report_compare(const char *dir, const bench_workload *w, const mode_result *r, size_t n, char *err,
-    size_t errlen)
+/* Writes <name>.json (the workload and one object per result, under key) and <name>.csv
+ * (one row per result) into dir. */
+static bool
+write_results(const char *dir, const char *name, const char *key, const bench_workload *w,
+    const mode_result *r, size_t n, char *err, size_t errlen)
 {
         json_t *doc = workload_json(w);
-        json_t *modes = json_array();
-        char script[8192];
-        size_t off = 0;
+        json_t *list = json_array();
+        char file[64];
         FILE *f;
         bool ok;
 
         for (size_t i = 0; i < n; i++) {
-                json_array_append_new(modes, mode_json(&r[i]));
+                json_array_append_new(list, mode_json(&r[i]));
         }
-        json_object_set_new(doc, "modes", modes);
-        ok = write_json(dir, "compare.json", doc, err, errlen);
+        json_object_set_new(doc, key, list);
+        snprintf(file, sizeof(file), "%s.json", name);
+        ok = write_json(dir, file, doc, err, errlen);
         json_decref(doc);
-        if (!ok || (f = open_out(dir, "compare.csv", err, errlen)) == NULL) {
+        snprintf(file, sizeof(file), "%s.csv", name);
+        if (!ok || (f = open_out(dir, file, err, errlen)) == NULL) {
                 return false;
         }
         csv_header(f);
@@ -260,6 +263,20 @@ report_compare(const char *dir, const bench_workload *w, const mode_result *r, s
                 csv_row(f, &r[i]);
         }
         fclose(f);
+        return true;
+}
+
+bool
+report_compare(const char *dir, const bench_workload *w, const mode_result *r, size_t n, char *err,
+    size_t errlen)
+{
+        char script[8192];
+        size_t off = 0;
+        FILE *f;
+
+        if (!write_results(dir, "compare", "modes", w, r, n, err, errlen)) {
+                return false;
+        }
         /* One CDF file per mode, thinned to at most ~2000 points. */
         off += (size_t) snprintf(script + off, sizeof(script) - off,
             "set terminal png size 960,600\n"
@@ -296,28 +313,16 @@ bool
 report_sweep(const char *dir, const bench_workload *w, const mode_result *r, size_t n, char *err,
     size_t errlen)
 {
-        json_t *doc = workload_json(w);
-        json_t *points = json_array();
         char script[8192];
         size_t off = 0;
-        FILE *f;
-        bool ok, any_replay = false;
+        bool any_replay = false;
 
         for (size_t i = 0; i < n; i++) {
-                json_array_append_new(points, mode_json(&r[i]));
                 any_replay = any_replay || r[i].has_replay;
         }
-        json_object_set_new(doc, "points", points);
-        ok = write_json(dir, "sweep.json", doc, err, errlen);
-        json_decref(doc);
-        if (!ok || (f = open_out(dir, "sweep.csv", err, errlen)) == NULL) {
+        if (!write_results(dir, "sweep", "points", w, r, n, err, errlen)) {
                 return false;
         }
-        csv_header(f);
-        for (size_t i = 0; i < n; i++) {
-                csv_row(f, &r[i]);
-        }
-        fclose(f);
         off += (size_t) snprintf(script + off, sizeof(script) - off,
             "set terminal png size 960,600\n"
             "set output '%s/throughput-clients.png'\n"
