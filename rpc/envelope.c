@@ -4,14 +4,17 @@
 
 #include "rpc.h"
 
-/* Walks a message and its sub-messages; returns the first unknown field number found, or 0. */
-static uint32_t
-first_unknown_field(const ProtobufCMessage *msg)
+/* Walks a message and its sub-messages; returns true if one holds an unknown field, and its
+ * number in *ret_tag. The number may be 0: protobuf-c lets a field numbered 0 through when
+ * its tag is written in more than one byte, so 0 cannot mean "none". */
+static bool
+find_unknown_field(const ProtobufCMessage *msg, uint32_t *ret_tag)
 {
         const ProtobufCMessageDescriptor *d = msg->descriptor;
 
         if (msg->n_unknown_fields > 0) {
-                return msg->unknown_fields[0].tag;
+                *ret_tag = msg->unknown_fields[0].tag;
+                return true;
         }
         for (unsigned i = 0; i < d->n_fields; i++) {
                 const ProtobufCFieldDescriptor *f = &d->fields[i];
@@ -25,23 +28,19 @@ first_unknown_field(const ProtobufCMessage *msg)
                         ProtobufCMessage *const *arr
                             = *(ProtobufCMessage *const *const *) (base + f->offset);
                         for (size_t k = 0; k < n; k++) {
-                                uint32_t tag = first_unknown_field(arr[k]);
-                                if (tag != 0) {
-                                        return tag;
+                                if (find_unknown_field(arr[k], ret_tag)) {
+                                        return true;
                                 }
                         }
                 } else {
                         const ProtobufCMessage *sub
                             = *(ProtobufCMessage *const *) (base + f->offset);
-                        if (sub != NULL) {
-                                uint32_t tag = first_unknown_field(sub);
-                                if (tag != 0) {
-                                        return tag;
-                                }
+                        if (sub != NULL && find_unknown_field(sub, ret_tag)) {
+                                return true;
                         }
                 }
         }
-        return 0;
+        return false;
 }
 
 rpc_status
@@ -49,14 +48,13 @@ rpc_payload_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, s
     ProtobufCMessage **ret_msg, char *errbuf, size_t errlen)
 {
         ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, len, buf);
-        uint32_t tag;
+        uint32_t tag = 0;
 
         if (msg == NULL) {
                 snprintf(errbuf, errlen, "malformed %s: not a valid protobuf encoding", desc->name);
                 return RPC_INVALID_ARGUMENT;
         }
-        tag = first_unknown_field(msg);
-        if (tag != 0) {
+        if (find_unknown_field(msg, &tag)) {
                 snprintf(errbuf, errlen, "malformed %s: unknown field %u (wrong message type?)",
                     desc->name, tag);
                 protobuf_c_message_free_unpacked(msg, NULL);
