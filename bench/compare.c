@@ -452,7 +452,7 @@ static const char compare_help[]
       "  --out DIR           where compare.json, compare.csv and the plots go\n"
       "                      (default bench-out)\n"
       "  --observers N       observer threads (default 2; 0 turns them off)\n"
-      "  --observe-us US     pause between an observer's read rounds (default 2000)\n"
+      "  --observe-us US     pause between an observer's read rounds (default 10000)\n"
       "  --no-replay         skip the SQL-replay ceiling\n"
       "\n"
       "Prints one row per mode; a live progress line goes to stderr when it is a TTY.\n"
@@ -633,7 +633,7 @@ ctx_defaults(bench_ctx *x)
                 .duration_s = 12,
                 .warmup_s = 2,
                 .observers = 2,
-                .observe_us = 2000,
+                .observe_us = 10000,
                 .replay = true,
                 .quiet_timeout_ms = 120000,
                 .out = "bench-out",

@@ -104,15 +104,23 @@ sampler_main(void *arg)
         dbstat_sampler *s = arg;
         const char *params[1] = { s->names };
         int64_t last = bench_now_ns();
-        char err[256];
 
-        while (!atomic_load(&s->stop)) {
+        /* Prepared once: planning a query over the pg_stat_activity view every 10 ms would
+         * cost the server more than the sample is worth. */
+        PGresult *prep = PQprepare(s->conn, "lock_waiters",
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = ANY ($1::text[])",
+            1, NULL);
+        bool prepared = PQresultStatus(prep) == PGRES_COMMAND_OK;
+        PQclear(prep);
+        while (prepared && !atomic_load(&s->stop)) {
                 struct timespec ts = { .tv_sec = 0, .tv_nsec = s->interval_ms * 1000000 };
                 nanosleep(&ts, NULL);
-                int64_t waiting = query_i64(s->conn,
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND datname = ANY ($1::text[])",
-                    1, params, err, sizeof(err));
+                PGresult *r = PQexecPrepared(s->conn, "lock_waiters", 1, params, NULL, NULL, 0);
+                int64_t waiting = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                    ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
+                    : -1;
+                PQclear(r);
                 int64_t now = bench_now_ns();
                 if (waiting > 0) {
                         s->waited_s += (double) waiting * (double) (now - last) / 1e9;
