@@ -1,8 +1,8 @@
 /* test_hostile.c: hostile input against a whole running cluster.
  *
  * A full cluster (product cart user payment dataplatform order) on fresh databases, seeded
- * with the code `mercato seed` runs and its check baseline recorded, is sent, twice over
- * (a warm-up round, then an identical second round):
+ * with the code `mercato seed` runs and its check baseline recorded, is sent, in ROUNDS
+ * identical rounds (the first ones warm the allocators up):
  *   - raw TCP connections writing random bytes, a wrong SP header, and an SP length header
  *     promising a huge frame then closing;
  *   - REQ frames of random bytes, valid envelopes cut at every length, frames at and above
@@ -14,7 +14,7 @@
  * Health, PlaceOrder in each mode) from several threads. Then every good call must have
  * succeeded, every malformed one must have had a clear error (never OK where a payload
  * cannot be decoded or a mutating call is invalid, never a hang, never INTERNAL), every
- * service must be alive and answer Health, its memory must not have grown in the second
+ * service must be alive and answer Health, its memory must not have grown in the last
  * round beyond a bound, `mercato check --baseline` must pass once the cluster is quiet,
  * and the databases must hold exactly the good orders' effects.
  */
@@ -72,10 +72,10 @@
         "[product]\nrecv_max = 4194304\n"                                                          \
         "[order]\nrecv_max = 4194304\n"
 
-/* The bound on a service's VmRSS growth over the second, identical round of abuse. Every
- * request of a round is answered and freed before the round ends, so a service that frees
- * what it allocates ends the second round with about the heap the first round left; what
- * remains is allocator noise. In a plain build that is glibc's per-thread arenas, grown by
+/* The rounds of identical abuse, and the bound on a service's VmRSS growth over the last
+ * one. Every request of a round is answered and freed before the round ends, so a service
+ * that frees what it allocates ends a round with about the heap the round before left; what
+ * remains is allocator noise, which the earlier rounds mostly use up. In a plain build that is glibc's per-thread arenas, grown by
  * the 4 MiB frames (up to 16 MiB seen on product and order). Under ASan it is far more: its
  * allocator keeps per-thread caches per size class and never unmaps them, and decoding a
  * payload of a million items makes a million small chunks (about 128 MiB), so a second
@@ -85,6 +85,7 @@
  * state kept per request: a round is 3000-odd requests. Leaks smaller than that are
  * LeakSanitizer's: under ASan every service must exit cleanly at the end. */
 #define RSS_GROWTH_MAX_KB (256 * 1024)
+#define ROUNDS 3
 
 static const char *const svc_names[N_SVC]
     = { "product", "cart", "user", "payment", "dataplatform", "order" };
@@ -481,28 +482,27 @@ as_expected(expect x, int st)
         return false;
 }
 
+static bool raw_frame(int svc, const uint8_t *frame, size_t len, int wait_ms);
+
 /* Sends one hostile frame and records what came back. */
 static void
 send_hostile(const hostile *h)
 {
         rpc_client *cl = clients[h->svc];
-        rpc_client *own = NULL;
         uint8_t *reply = NULL;
         size_t rlen = 0;
         rpc_status st;
         int code;
 
         if (h->x == X_DROPPED) {
-                /* A connection of its own: nng drops it, and resends on the next one. */
-                rpc_client_opts o
-                    = { .timeout_ms = DROP_MS, .max_attempts = 1, .breaker_threshold = 1 << 30 };
-                assert_int_equal(
-                    rpc_client_open(harness_cluster_address(mc->hc, svc_names[h->svc]), &o, &own),
-                    RPC_OK);
-                cl = own;
+                /* Over a raw SP connection of its own, not an nng client: nng 1.5.2 can hang
+                 * for good in nng_close on a REQ socket whose peer closed the pipe while its
+                 * dialer reconnects (nanomsg/nng#1543, fixed after 1.5.2). What is tested is
+                 * the service's side: it drops the frame and the connection. */
+                st = raw_frame(h->svc, h->frame, h->len, DROP_MS) ? RPC_UNAVAILABLE : RPC_OK;
+        } else {
+                st = rpc_client_send_frame(cl, h->frame, h->len, CALL_MS, &reply, &rlen);
         }
-        st = rpc_client_send_frame(
-            cl, h->frame, h->len, h->x == X_DROPPED ? DROP_MS : CALL_MS, &reply, &rlen);
         if (st != RPC_OK) {
                 /* No reply: the transport gave up. */
                 code = h->x == X_DROPPED ? ST_DROPPED : ST_TIMEOUT;
@@ -523,7 +523,6 @@ send_hostile(const hostile *h)
                 protobuf_c_message_free_unpacked(&rep->base, NULL);
         }
         free(reply);
-        rpc_client_free(own);
         pthread_mutex_lock(&mu);
         status_counts[code]++;
         if (h->x != X_HEALTHY) {
@@ -946,6 +945,63 @@ raw_send(int svc, const uint8_t *bytes, size_t len, int wait_ms)
         pthread_mutex_unlock(&mu);
 }
 
+/* Sends one REQ frame (an SP header, the length, a request id, the frame) over a raw TCP
+ * connection and waits up to wait_ms. True if the service closed the connection without
+ * a reply: it dropped the frame. */
+static bool
+raw_frame(int svc, const uint8_t *frame, size_t len, int wait_ms)
+{
+        static const uint8_t req_hdr[8] = { 0, 'S', 'P', 0, 0, 48, 0, 0 };
+        struct sockaddr_in sa = { .sin_family = AF_INET };
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        uint8_t head[8 + 8 + 4];
+        uint64_t body = (uint64_t) len + 4;
+        size_t got = 0;
+        bool closed = false;
+        int64_t end;
+
+        assert_true(fd >= 0);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_port = htons((uint16_t) port_of(harness_cluster_address(mc->hc, svc_of(svc))));
+        assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        memcpy(head, req_hdr, 8);
+        for (int i = 0; i < 8; i++) {
+                head[8 + i] = (uint8_t) (body >> (56 - 8 * i));
+        }
+        head[16] = 0x80, head[17] = 0, head[18] = 0, head[19] = 1; /* request id 1 */
+        const struct {
+                const uint8_t *p;
+                size_t n;
+        } parts[2] = { { head, sizeof(head) }, { frame, len } };
+        for (int k = 0; k < 2 && !closed; k++) {
+                for (size_t off = 0; off < parts[k].n;) {
+                        ssize_t n = send(fd, parts[k].p + off, parts[k].n - off, MSG_NOSIGNAL);
+                        if (n <= 0) {
+                                closed = true; /* the peer closed while we wrote */
+                                break;
+                        }
+                        off += (size_t) n;
+                }
+        }
+        /* The peer's own SP header (8 bytes) comes first; anything after it is a reply. */
+        end = mu_now_ms() + wait_ms;
+        while (!closed && mu_now_ms() < end) {
+                uint8_t sink[256];
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                if (poll(&pfd, 1, (int) (end - mu_now_ms())) <= 0) {
+                        break;
+                }
+                ssize_t n = recv(fd, sink, sizeof(sink), 0);
+                if (n <= 0) {
+                        closed = true;
+                } else {
+                        got += (size_t) n;
+                }
+        }
+        close(fd);
+        return got <= 8;
+}
+
 static void *
 raw_thread(void *arg)
 {
@@ -1348,7 +1404,7 @@ count_rows(const char *service, mu_dataset ds, const char *sql)
 static void
 test_hostile_input(void **state)
 {
-        long rss[2][N_SVC];
+        long rss[ROUNDS][N_SVC];
         int64_t charges[2], coupons[2];
         int64_t split_orders, mono_orders;
 
@@ -1365,7 +1421,7 @@ test_hostile_input(void **state)
         fprintf(stderr, "hostile: %d methods, %zu light and %zu heavy requests a round\n",
             n_methods, light.n, heavy.n);
 
-        for (int round = 0; round < 2; round++) {
+        for (int round = 0; round < ROUNDS; round++) {
                 run_round(round + 1);
                 for (int s = 0; s < N_SVC; s++) {
                         rss[round][s] = rss_kb(mc->hc->pids[s]);
@@ -1375,7 +1431,7 @@ test_hostile_input(void **state)
 
         /* The outcomes. */
         fprintf(stderr, "hostile: statuses of %llu malformed requests (and %d whole frames):\n",
-            (unsigned long long) malformed_sent, 2 * N_SVC * 3);
+            (unsigned long long) malformed_sent, ROUNDS * N_SVC * 3);
         for (int st = 0; st < N_ST; st++) {
                 if (status_counts[st] > 0) {
                         fprintf(stderr, "  %-22s %llu\n", st_name(st),
@@ -1390,23 +1446,27 @@ test_hostile_input(void **state)
             (unsigned long long) good_ok, (unsigned long long) good_sent,
             (long long) good_orders[0], (long long) good_orders[1], (long long) good_orders[2]);
         assert_true(light.n >= MALFORMED_MIN);
-        assert_true(malformed_sent >= 2 * MALFORMED_MIN);
+        assert_true(malformed_sent >= ROUNDS * MALFORMED_MIN);
         assert_int_equal(malformed_bad, 0);
         assert_int_equal(status_counts[ST_TIMEOUT], 0);
         assert_int_equal(good_ok, good_sent);
-        assert_true(good_sent >= 2 * (light.n / GOOD_EVERY - THREADS));
+        assert_true(good_sent >= ROUNDS * (light.n / GOOD_EVERY - THREADS));
         for (int k = 0; k < MU_N_MODES; k++) {
-                assert_int_equal(good_orders[k], 2 * THREADS * ORDERS_PER_ROUND / MU_N_MODES);
+                assert_int_equal(good_orders[k], ROUNDS * THREADS * ORDERS_PER_ROUND / MU_N_MODES);
         }
 
         /* Alive, answering, and not growing. */
         assert_all_alive("at the end");
         for (int s = 0; s < N_SVC; s++) {
-                fprintf(stderr, "hostile: %-12s VmRSS %ld kB after round 1, %ld kB after round 2\n",
-                    svc_names[s], rss[0][s], rss[1][s]);
-                if (rss[1][s] - rss[0][s] > RSS_GROWTH_MAX_KB) {
-                        fail_msg("%s grew by %ld kB in the second round (bound %d kB)",
-                            svc_names[s], rss[1][s] - rss[0][s], RSS_GROWTH_MAX_KB);
+                fprintf(stderr, "hostile: %-12s VmRSS after each round (kB):", svc_names[s]);
+                for (int round = 0; round < ROUNDS; round++) {
+                        fprintf(stderr, " %ld", rss[round][s]);
+                }
+                fprintf(stderr, "\n");
+                long growth = rss[ROUNDS - 1][s] - rss[ROUNDS - 2][s];
+                if (growth > RSS_GROWTH_MAX_KB) {
+                        fail_msg("%s grew by %ld kB in the last round (bound %d kB)", svc_names[s],
+                            growth, RSS_GROWTH_MAX_KB);
                 }
         }
 
