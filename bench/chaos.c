@@ -155,14 +155,6 @@ rand_range(chaos_run *r, int64_t lo, int64_t hi)
         return lo + (int64_t) (rpc_rand_next(&r->rng) % (uint64_t) (hi - lo + 1));
 }
 
-static void
-sleep_ms(int64_t ms)
-{
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
-
-        nanosleep(&ts, NULL);
-}
-
 /* Sleeps up to ms while the load goes on; false once it is over (or interrupted). */
 static bool
 nap(chaos_run *r, int64_t ms)
@@ -173,7 +165,7 @@ nap(chaos_run *r, int64_t ms)
                 if (atomic_load(&r->load_done) || atomic_load(&interrupted)) {
                         return false;
                 }
-                sleep_ms(20);
+                bench_sleep_ms(20);
         }
         return !atomic_load(&r->load_done) && !atomic_load(&interrupted);
 }
@@ -235,7 +227,7 @@ inject_kill_services(chaos_run *r)
                 if (cluster_signal(r->c, victim, SIGKILL)) {
                         r->res->faults++;
                 }
-                sleep_ms(rand_range(r, 100, 600));
+                bench_sleep_ms(rand_range(r, 100, 600));
                 restart(r, victim);
         }
 }
@@ -259,7 +251,7 @@ await_exit(chaos_run *r, const char *service, int64_t ms)
                 if (!cluster_alive(r->c, service)) {
                         return true;
                 }
-                sleep_ms(10);
+                bench_sleep_ms(10);
         }
         return !cluster_alive(r->c, service);
 }
@@ -271,13 +263,13 @@ kill_after_start(chaos_run *r, int k)
         uint64_t seen = atomic_load(&r->orders_started);
 
         for (int w = 0; w < 100 && atomic_load(&r->orders_started) == seen; w++) {
-                sleep_ms(2);
+                bench_sleep_ms(2);
         }
-        sleep_ms(rand_range(r, 0, 8 * (k + 1)));
+        bench_sleep_ms(rand_range(r, 0, 8 * (k + 1)));
         if (cluster_signal(r->c, "order", SIGKILL)) {
                 r->res->faults++;
         }
-        sleep_ms(rand_range(r, 100, 400));
+        bench_sleep_ms(rand_range(r, 100, 400));
         restart(r, "order");
 }
 
@@ -322,7 +314,7 @@ inject_kill_coordinator(chaos_run *r)
                         if (strcmp(steps[i][0], "order") != 0) {
                                 reload(r, steps[i][0]);
                         }
-                        sleep_ms(rand_range(r, 100, 300));
+                        bench_sleep_ms(rand_range(r, 100, 300));
                         restart(r, "order");
                 }
                 (void) nap(r, 1000);
@@ -373,7 +365,7 @@ inject_db_crash(chaos_run *r)
                         break;
                 }
                 r->res->faults++;
-                sleep_ms(rand_range(r, 1000, 2000));
+                bench_sleep_ms(rand_range(r, 1000, 2000));
                 if (cluster_pg_start(r->c, err, sizeof(err)) != RPC_OK) {
                         note(r->res, "%s", err);
                         break;
@@ -401,7 +393,7 @@ inject_pause(chaos_run *r)
                 const char *victim = random_service(r);
                 if (cluster_signal(r->c, victim, SIGSTOP)) {
                         r->res->faults++;
-                        sleep_ms(PAUSE_MS);
+                        bench_sleep_ms(PAUSE_MS);
                         cluster_signal(r->c, victim, SIGCONT);
                 }
         }
@@ -471,7 +463,7 @@ cut_for(chaos_run *r, const char *a, const char *b)
                 return;
         }
         r->res->faults++;
-        sleep_ms(CUT_MS);
+        bench_sleep_ms(CUT_MS);
         if (cluster_heal(r->c, err, sizeof(err)) != RPC_OK) {
                 note(r->res, "%s", err);
         }
@@ -629,14 +621,11 @@ static rpc_status
 record_baseline(chaos_run *r, char *err, size_t errlen)
 {
         char path[4096];
-        char *argv[] = { (char *) bench_mercato_path(), "--conf", (char *) cluster_conf_path(r->c),
-                "check", "--dataset", (char *) dataset(r), "--record-baseline", path, NULL };
-        char *out = NULL;
         int rc;
 
         baseline_path(r, path, sizeof(path));
-        rc = bench_run(argv, &out, false);
-        free(out);
+        rc = bench_mercato_check(
+            cluster_conf_path(r->c), dataset(r), false, "--record-baseline", path, NULL, false);
         if (rc != 0) {
                 snprintf(err, errlen, "mercato check --record-baseline failed (exit %d)", rc);
                 return RPC_INTERNAL;
@@ -677,8 +666,6 @@ static check_verdict
 run_check(chaos_run *r)
 {
         char path[4096];
-        char *argv[] = { (char *) bench_mercato_path(), "--conf", (char *) cluster_conf_path(r->c),
-                "--json", "check", "--dataset", (char *) dataset(r), "--baseline", path, NULL };
         check_verdict v = { 0 };
         char *out = NULL;
         json_error_t jerr;
@@ -686,7 +673,8 @@ run_check(chaos_run *r)
         size_t i;
 
         baseline_path(r, path, sizeof(path));
-        (void) bench_run(argv, &out, true);
+        (void) bench_mercato_check(
+            cluster_conf_path(r->c), dataset(r), true, "--baseline", path, &out, true);
         doc = out != NULL ? json_loads(out, 0, &jerr) : NULL;
         free(out);
         invs = json_object_get(doc, "invariants");
@@ -758,7 +746,7 @@ converge(chaos_run *r, int64_t t_heal_ns, double *ret_s)
                 if (bench_now_ns() >= until || atomic_load(&interrupted)) {
                         break;
                 }
-                sleep_ms(500);
+                bench_sleep_ms(500);
         }
         rpc_conf_free(conf);
         return v;
@@ -969,7 +957,7 @@ hot_main(void *arg)
         req.items = items;
         /* All at once: wait for the gate (bounded). */
         for (int i = 0; i < 10000 && !atomic_load(h->go); i++) {
-                sleep_ms(1);
+                bench_sleep_ms(1);
         }
         h->rec.start_ns = bench_now_ns();
         h->rec.rpc = rpc_client_call(h->cl, "/mercato.order.v1.OrderService/PlaceOrder", &req.base,
@@ -1031,7 +1019,7 @@ run_hot_spot(chaos_run *r, load_result *ret)
         if (started < HOT_ORDERS) {
                 note(r->res, "only %d of %d threads started", started, HOT_ORDERS);
         }
-        sleep_ms(50);
+        bench_sleep_ms(50);
         atomic_store(&go, true);
         for (int i = 0; i < started; i++) {
                 pthread_join(th[i], NULL);

@@ -72,14 +72,6 @@ struct cluster {
 static cluster *live;
 static bool atexit_done;
 
-static void
-sleep_ms(int64_t ms)
-{
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
-
-        nanosleep(&ts, NULL);
-}
-
 static cluster_svc *
 find_svc(cluster *c, const char *name)
 {
@@ -607,7 +599,7 @@ wait_healthy(cluster *c, cluster_svc *s, char *err, size_t errlen)
                 if (rpc_health_once(s->address, 300) == RPC_OK) {
                         return RPC_OK;
                 }
-                sleep_ms(HEALTH_SLEEP_MS);
+                bench_sleep_ms(HEALTH_SLEEP_MS);
         }
         char *tail = cluster_log_tail(c, s->name, 1500);
         snprintf(
@@ -686,7 +678,7 @@ stop_svc(cluster_svc *s)
                 if (reap(s)) {
                         return;
                 }
-                sleep_ms(50);
+                bench_sleep_ms(50);
         }
         kill(s->pid, SIGKILL);
         while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR) { }

@@ -95,30 +95,16 @@ seed_mode(const bench_ctx *x, bool monolith, char *err, size_t errlen)
         return true;
 }
 
-/* `mercato --conf C check --dataset D` with --record-baseline or --baseline FILE. With json,
- * the parsed report goes to *ret_json. Returns the exit status. */
+/* `mercato check` over the mode's dataset with --record-baseline or --baseline FILE. With
+ * ret_json, the parsed --json report goes there. Returns the exit status. */
 static int
 mercato_check(
     const bench_ctx *x, bool monolith, const char *flag, const char *file, json_t **ret_json)
 {
-        char *argv[12];
         char *out = NULL;
-        int k = 0, rc;
+        int rc = bench_mercato_check(x->conf_path, monolith ? "monolith" : "split",
+            ret_json != NULL, flag, file, ret_json != NULL ? &out : NULL, ret_json == NULL);
 
-        argv[k++] = (char *) bench_mercato_path();
-        argv[k++] = "--conf";
-        argv[k++] = (char *) x->conf_path;
-        if (ret_json != NULL) {
-                argv[k++] = "--json";
-        }
-        argv[k++] = "check";
-        argv[k++] = "--dataset";
-        argv[k++] = monolith ? "monolith" : "split";
-        argv[k++] = (char *) flag;
-        argv[k++] = (char *) file;
-        argv[k] = NULL;
-        /* The baseline report goes nowhere: only the file matters. */
-        rc = bench_run(argv, &out, ret_json == NULL);
         if (ret_json != NULL) {
                 *ret_json = out != NULL ? json_loads(out, 0, NULL) : NULL;
         }

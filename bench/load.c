@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "load.h"
+#include "util.h"
 #include "order.pb-c.h"
 
 #define POLL_MS 20
@@ -18,14 +19,6 @@ bench_now_ns(void)
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void
-sleep_ms(int64_t ms)
-{
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
-
-        nanosleep(&ts, NULL);
 }
 
 /* What the clients share. */
@@ -87,7 +80,7 @@ await_terminal(load_run_state *run, load_order *rec)
         req.order_id = rec->order_id;
         while (!terminal(rec->status) && bench_now_ns() < until) {
                 ProtobufCMessage *resp = NULL;
-                sleep_ms(POLL_MS);
+                bench_sleep_ms(POLL_MS);
                 if (rpc_client_call(run->client, "/mercato.order.v1.OrderService/GetOrder",
                         &req.base, &mercato__order__v1__order__descriptor, &resp, &copts, NULL)
                     == RPC_OK) {
@@ -182,7 +175,7 @@ client_main(void *arg)
                 bench_order_next(run->o->w, &rng, &rec->want);
                 place_one(lc, rec, seq++);
                 if (run->o->think_ms > 0) {
-                        sleep_ms(run->o->think_ms);
+                        bench_sleep_ms(run->o->think_ms);
                 }
         }
         atomic_fetch_sub(&run->running, 1);
@@ -232,7 +225,7 @@ load_run(const load_opts *o, load_result *ret, char *err, size_t errlen)
                 started++;
         }
         while (atomic_load(&run.running) > 0) {
-                sleep_ms(200);
+                bench_sleep_ms(200);
                 if (o->progress != NULL) {
                         o->progress(o->progress_arg, (double) (bench_now_ns() - run.t_start) / 1e9,
                             atomic_load(&run.finished), atomic_load(&run.errors));

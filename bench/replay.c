@@ -353,15 +353,13 @@ setup_databases(replay *rp, replay_result *ret, char *err, size_t errlen)
 static rpc_status
 record_baseline(const replay_result *ret, char *err, size_t errlen)
 {
-        char *argv[] = { (char *) bench_mercato_path(), (char *) "--conf", (char *) ret->conf_path,
-                (char *) "check", (char *) "--record-baseline", (char *) ret->baseline_path, NULL };
-        char *out = NULL;
-        int rc = bench_run(argv, &out, true);
+        int rc = bench_mercato_check(
+            ret->conf_path, NULL, false, "--record-baseline", ret->baseline_path, NULL, true);
 
-        free(out);
         if (rc != 0) {
                 snprintf(err, errlen,
-                    "%s check --record-baseline failed (exit %d; set MERCATO_BIN)", argv[0], rc);
+                    "%s check --record-baseline failed (exit %d; set MERCATO_BIN)",
+                    bench_mercato_path(), rc);
                 return RPC_INTERNAL;
         }
         return RPC_OK;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -105,6 +106,41 @@ bench_run(char *const argv[], char **out, bool quiet)
                 }
         }
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int
+bench_mercato_check(const char *conf, const char *dataset, bool json, const char *flag,
+    const char *file, char **out, bool quiet)
+{
+        char *argv[12];
+        char *dropped = NULL;
+        int k = 0, rc;
+
+        argv[k++] = (char *) bench_mercato_path();
+        argv[k++] = "--conf";
+        argv[k++] = (char *) conf;
+        if (json) {
+                argv[k++] = "--json";
+        }
+        argv[k++] = "check";
+        if (dataset != NULL) {
+                argv[k++] = "--dataset";
+                argv[k++] = (char *) dataset;
+        }
+        argv[k++] = (char *) flag;
+        argv[k++] = (char *) file;
+        argv[k] = NULL;
+        rc = bench_run(argv, out != NULL ? out : &dropped, quiet);
+        free(dropped);
+        return rc;
+}
+
+void
+bench_sleep_ms(int64_t ms)
+{
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+
+        nanosleep(&ts, NULL);
 }
 
 static int

@@ -16,6 +16,16 @@ const char *bench_mercato_path(void);
  * quiet. Returns the exit status, or -1 if it could not run or was killed. */
 int bench_run(char *const argv[], char **out, bool quiet);
 
+/* Runs `mercato --conf CONF [--json] check [--dataset DATASET] FLAG FILE` (FLAG is
+ * --baseline or --record-baseline; DATASET may be NULL: every dataset) through bench_run:
+ * its stdout goes to *out when out is not NULL (for --json), else nowhere. Returns the
+ * exit status. */
+int bench_mercato_check(const char *conf, const char *dataset, bool json, const char *flag,
+    const char *file, char **out, bool quiet);
+
+/* Sleeps ms milliseconds (a signal may end it early). */
+void bench_sleep_ms(int64_t ms);
+
 /* The p-th percentile (0..100) of n sorted values (nearest rank); 0 if n is 0. */
 double bench_percentile(const double *sorted, size_t n, double p);
 
