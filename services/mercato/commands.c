@@ -1183,9 +1183,10 @@ print_stats(const json_t *reply)
                     jreal(m, "p99_ms"), jreal(m, "max_ms"), jreal(m, "mean_ms"));
         }
         table_print(&t, "(no methods)");
-        printf("uptime %s, bad requests %lld, faults injected %lld\n",
+        printf("uptime %s, bad requests %lld, faults injected %lld, heap in use %.1f MiB\n",
             fmt_duration(jint(reply, "uptime_ms"), b1), (long long) jint(reply, "bad_requests"),
-            (long long) jint(reply, "faults_injected"));
+            (long long) jint(reply, "faults_injected"),
+            (double) jint(reply, "heap_in_use_bytes") / (1024.0 * 1024.0));
 }
 
 static int

@@ -231,7 +231,25 @@ test_rpc_server_duplicate_copy_is_marked(void **state)
         rpc_faults_free(f);
 }
 
-/* Stats counts calls and errors per method, bad requests and injected faults. */
+/* Stats' heap_in_use_bytes. */
+static uint64_t
+stats_heap(rpc_client *c)
+{
+        Mercato__Rpc__V1__StatsRequest req = MERCATO__RPC__V1__STATS_REQUEST__INIT;
+        rpc_call_opts opts = { .timeout_ms = TIMEOUT_MS, .no_retry = true };
+        ProtobufCMessage *resp = NULL;
+        uint64_t bytes;
+
+        assert_int_equal(rpc_client_call(c, "/mercato.rpc.v1.StandardService/Stats", &req.base,
+                             &mercato__rpc__v1__stats_response__descriptor, &resp, &opts, NULL),
+            RPC_OK);
+        bytes = ((Mercato__Rpc__V1__StatsResponse *) resp)->heap_in_use_bytes;
+        protobuf_c_message_free_unpacked(resp, NULL);
+        return bytes;
+}
+
+/* Stats counts calls and errors per method, bad requests and injected faults, and its heap
+ * figure follows malloc and free. */
 static void
 test_rpc_server_stats_count(void **state)
 {
@@ -281,6 +299,19 @@ test_rpc_server_stats_count(void **state)
         assert_int_equal(sr->bad_requests, 1);
         assert_int_equal(sr->faults_injected, 1);
         protobuf_c_message_free_unpacked(resp, NULL);
+
+        /* The heap figure follows malloc and free: the server shares this process's heap. */
+        enum { BIG = 8 << 20 };
+        uint64_t before = stats_heap(c);
+        char *big = malloc(BIG);
+        assert_non_null(big);
+        memset(big, 1, BIG);
+        uint64_t held = stats_heap(c);
+        free(big);
+        uint64_t after = stats_heap(c);
+        assert_true(before > 0);
+        assert_true(held >= before + BIG);
+        assert_true(after <= held - BIG);
         rpc_client_free(c);
         rpc_server_free(srv);
         rpc_faults_free(f);
