@@ -22,6 +22,8 @@ static harness_cluster *hc;
 static char out_dir[256];
 
 /* Runs mercato-bench with the cluster's topology; returns its exit status. */
+static int bench(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static int
 bench(const char *fmt, ...)
 {

@@ -82,6 +82,9 @@ dbname_of(const char *conninfo, char *buf, size_t len)
         snprintf(buf, len, "%.*s", (int) strcspn(p, " "), p);
 }
 
+static int run_mercato(const char *conf, char **ret_out, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Runs `mercato --conf CONF ARGS` (ARGS a shell word list built by the test); *ret_out gets
  * its stdout (malloc'd). Returns the exit status. */
 static int
@@ -296,6 +299,9 @@ expand(const char *tmpl, const ids *v, char *buf, size_t len)
         buf[o] = '\0';
 }
 
+static int64_t i64f(const char *conninfo, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 static int64_t
 i64f(const char *conninfo, const char *fmt, ...)
 {
@@ -307,6 +313,8 @@ i64f(const char *conninfo, const char *fmt, ...)
         va_end(ap);
         return harness_sql_i64(conninfo, sql);
 }
+
+static void sqlf(const char *conninfo, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 sqlf(const char *conninfo, const char *fmt, ...)
