@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "svc.h"
+#include "tpc.h"
 #include "txn.h"
 
 struct svc {
@@ -82,6 +83,24 @@ svc_step(const rpc_conf *conf, const char *service, const char *step)
                 return SVC_STEP_TIMEOUT;
         }
         return SVC_STEP_OK;
+}
+
+const char *
+svc_tpc_step_vote(rpc_call *call, const char *service, const char *step, const char *fail_reason)
+{
+        svc *s = svc_of_call(call);
+        const rpc_conf *conf = s != NULL ? svc_conf(s) : NULL;
+
+        switch (svc_step(conf, service, step)) {
+        case SVC_STEP_FAIL:
+                return fail_reason;
+        case SVC_STEP_TIMEOUT:
+                txn_tpc_sleep_past_timeout(conf);
+                return NULL;
+        case SVC_STEP_OK:
+        default:
+                return NULL;
+        }
 }
 
 svc_dataset

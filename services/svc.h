@@ -79,6 +79,12 @@ typedef enum svc_step_result {
  * unknown. */
 svc_step_result svc_step(const rpc_conf *conf, const char *service, const char *step);
 
+/* A 2pc participant's vote under the switch of `step` of `service`, for the call's
+ * service: `fail_reason` when it is set to fail; NULL (vote yes) otherwise, after sleeping
+ * past the coordinator's deadline when it is set to time out. */
+const char *svc_tpc_step_vote(
+    rpc_call *call, const char *service, const char *step, const char *fail_reason);
+
 /* Opaque per-service state that hooks and handlers share. */
 void svc_set_data(svc *s, void *data);
 void *svc_data(const svc *s);

@@ -24,20 +24,8 @@ validate(rpc_call *call, const txn_tpc_request *req)
 static const char *
 before(rpc_call *call, const txn_tpc_request *req)
 {
-        svc *s = svc_of_call(call);
-        const rpc_conf *conf = s != NULL ? svc_conf(s) : NULL;
-
         (void) req;
-        switch (svc_step(conf, "payment", "capture")) {
-        case SVC_STEP_FAIL:
-                return "payment_declined";
-        case SVC_STEP_TIMEOUT:
-                txn_tpc_sleep_past_timeout(conf);
-                return NULL;
-        case SVC_STEP_OK:
-        default:
-                return NULL;
-        }
+        return svc_tpc_step_vote(call, "payment", "capture", "payment_declined");
 }
 
 static const txn_tpc_participant participant = {

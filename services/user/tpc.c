@@ -41,25 +41,12 @@ static const char *
 before(rpc_call *call, const txn_tpc_request *req)
 {
         svc *s = svc_of_call(call);
-        const rpc_conf *conf = s != NULL ? svc_conf(s) : NULL;
-        svc_step_result coupon
-            = req->coupon_id > 0 ? svc_step(conf, "user", "coupon") : SVC_STEP_OK;
-        svc_step_result debit = svc_step(conf, "user", "debit");
 
-        if (coupon == SVC_STEP_FAIL) {
-                return "coupon_invalid";
+        if (req->coupon_id > 0
+            && svc_step(s != NULL ? svc_conf(s) : NULL, "user", "coupon") != SVC_STEP_OK) {
+                return svc_tpc_step_vote(call, "user", "coupon", "coupon_invalid");
         }
-        if (coupon == SVC_STEP_TIMEOUT) {
-                txn_tpc_sleep_past_timeout(conf);
-                return NULL;
-        }
-        if (debit == SVC_STEP_FAIL) {
-                return "insufficient_balance";
-        }
-        if (debit == SVC_STEP_TIMEOUT) {
-                txn_tpc_sleep_past_timeout(conf);
-        }
-        return NULL;
+        return svc_tpc_step_vote(call, "user", "debit", "insufficient_balance");
 }
 
 static const txn_tpc_participant participant = {
