@@ -568,9 +568,10 @@ txn_tpc_handle_prepare(
         return RPC_OK;
 }
 
-rpc_status
-txn_tpc_handle_commit(rpc_call *call, const txn_tpc_participant *p,
-    const Mercato__Txn__V1__GidRequest *req, Mercato__Txn__V1__Outcome *out)
+/* Phase two, either way: COMMIT PREPARED or ROLLBACK PREPARED on the branch `gid`. */
+static rpc_status
+handle_decision(rpc_call *call, const txn_tpc_participant *p,
+    const Mercato__Txn__V1__GidRequest *req, bool commit, Mercato__Txn__V1__Outcome *out)
 {
         txn_tpc_branch_state state = TXN_TPC_UNKNOWN;
         rpc_status st;
@@ -582,44 +583,37 @@ txn_tpc_handle_commit(rpc_call *call, const txn_tpc_participant *p,
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        st = txn_tpc_commit(db, req->gid, &state);
-        if (st == RPC_FAILED_PRECONDITION) {
+        st = commit ? txn_tpc_commit(db, req->gid, &state) : txn_tpc_rollback(db, req->gid, &state);
+        if (st == RPC_FAILED_PRECONDITION && commit) {
                 return rpc_call_error(call, st, "%s: gid %s cannot commit: %s", p->name, req->gid,
                     state == TXN_TPC_ROLLED_BACK ? "it was rolled back" : "it was never prepared");
         }
+        if (st == RPC_FAILED_PRECONDITION) {
+                return rpc_call_error(
+                    call, st, "%s: gid %s cannot roll back: it committed", p->name, req->gid);
+        }
         if (st != RPC_OK) {
-                return rpc_call_error(call, st, "commit prepared: %s", db_errmsg(db));
+                return rpc_call_error(
+                    call, st, "%s prepared: %s", commit ? "commit" : "rollback", db_errmsg(db));
         }
         out->gid = rpc_call_strdup(call, req->gid);
-        out->state = MERCATO__TXN__V1__BRANCH_STATE__BRANCH_STATE_COMMITTED;
+        out->state = commit ? MERCATO__TXN__V1__BRANCH_STATE__BRANCH_STATE_COMMITTED
+                            : MERCATO__TXN__V1__BRANCH_STATE__BRANCH_STATE_ROLLED_BACK;
         return RPC_OK;
+}
+
+rpc_status
+txn_tpc_handle_commit(rpc_call *call, const txn_tpc_participant *p,
+    const Mercato__Txn__V1__GidRequest *req, Mercato__Txn__V1__Outcome *out)
+{
+        return handle_decision(call, p, req, true, out);
 }
 
 rpc_status
 txn_tpc_handle_rollback(rpc_call *call, const txn_tpc_participant *p,
     const Mercato__Txn__V1__GidRequest *req, Mercato__Txn__V1__Outcome *out)
 {
-        txn_tpc_branch_state state = TXN_TPC_UNKNOWN;
-        rpc_status st;
-
-        if ((st = check_gid(call, req->gid)) != RPC_OK) {
-                return st;
-        }
-        db_conn *db = p->db(call);
-        if (db == NULL) {
-                return RPC_UNAVAILABLE;
-        }
-        st = txn_tpc_rollback(db, req->gid, &state);
-        if (st == RPC_FAILED_PRECONDITION) {
-                return rpc_call_error(
-                    call, st, "%s: gid %s cannot roll back: it committed", p->name, req->gid);
-        }
-        if (st != RPC_OK) {
-                return rpc_call_error(call, st, "rollback prepared: %s", db_errmsg(db));
-        }
-        out->gid = rpc_call_strdup(call, req->gid);
-        out->state = MERCATO__TXN__V1__BRANCH_STATE__BRANCH_STATE_ROLLED_BACK;
-        return RPC_OK;
+        return handle_decision(call, p, req, false, out);
 }
 
 rpc_status
