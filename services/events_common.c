@@ -74,6 +74,50 @@ events_order_completed(
 }
 
 rpc_status
+events_deliver_order_completed(rpc_call *call, const Mercato__Event__V1__Event *req,
+    events_completed_fn apply, bool *ret_duplicate)
+{
+        RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
+        rpc_status st;
+
+        st = events_order_completed(call, req, &msg);
+        if (st != RPC_OK) {
+                return st;
+        }
+        db_conn *db = svc_db(call);
+        if (db == NULL) {
+                return RPC_UNAVAILABLE;
+        }
+        st = apply(db, req, (const Mercato__Event__V1__OrderCompleted *) msg, ret_duplicate);
+        if (st != RPC_OK) {
+                return rpc_call_error(call, st, "database: %s", db_errmsg(db));
+        }
+        return RPC_OK;
+}
+
+rpc_status
+events_sink_order_completed(rpc_call *call, const Mercato__Event__V1__Event *req,
+    events_completed_fn apply, Mercato__Event__V1__DeliverAck *resp)
+{
+        bool duplicate = false;
+        rpc_status st;
+
+        st = events_check_id(call, req->event_id);
+        if (st != RPC_OK) {
+                return st;
+        }
+        if (strcmp(req->topic, EVENTS_TOPIC_ORDER_COMPLETED) != 0) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown topic");
+        }
+        st = events_deliver_order_completed(call, req, apply, &duplicate);
+        if (st != RPC_OK) {
+                return st;
+        }
+        resp->duplicate = duplicate;
+        return RPC_OK;
+}
+
+rpc_status
 events_saga_order(rpc_call *call, const Mercato__Event__V1__Event *req, ProtobufCMessage **ret_msg)
 {
         RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
@@ -91,5 +135,21 @@ events_saga_order(rpc_call *call, const Mercato__Event__V1__Event *req, Protobuf
         }
         *ret_msg = msg;
         msg = NULL; /* handed on */
+        return RPC_OK;
+}
+
+rpc_status
+events_check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, bool with_reason)
+{
+        if (so->order_id <= 0) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "order_id must be > 0");
+        }
+        if (so->user_id <= 0) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "user_id must be > 0");
+        }
+        if (with_reason && (so->reason[0] == '\0' || strlen(so->reason) > EVENTS_REASON_MAX)) {
+                return rpc_call_error(
+                    call, RPC_INVALID_ARGUMENT, "reason must be 1..%d bytes", EVENTS_REASON_MAX);
+        }
         return RPC_OK;
 }

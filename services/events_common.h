@@ -2,6 +2,7 @@
 #ifndef MERCATO_EVENTS_COMMON_H
 #define MERCATO_EVENTS_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,6 +10,8 @@
 #include "event.pb-c.h"
 #include "events_tx.h"
 #include "rpc.h"
+
+#define EVENTS_TOPIC_ORDER_COMPLETED "order.completed"
 
 /* Checks an event's id: 1..EVENTS_ID_MAX bytes. Returns OK, or INVALID_ARGUMENT with the
  * call's message set. */
@@ -22,10 +25,31 @@ rpc_status events_check_id(rpc_call *call, const char *event_id) RPC_WARN_UNUSED
 rpc_status events_order_completed(rpc_call *call, const Mercato__Event__V1__Event *req,
     ProtobufCMessage **ret_msg) RPC_WARN_UNUSED;
 
+/* What a consumer does with a checked order.completed, in one transaction on db. */
+typedef rpc_status (*events_completed_fn)(db_conn *db, const Mercato__Event__V1__Event *ev,
+    const Mercato__Event__V1__OrderCompleted *oc, bool *ret_duplicate);
+
+/* Delivers an order.completed: unpacks and checks its payload (events_order_completed), then
+ * runs apply on the call's database. UNAVAILABLE without a database; apply's failure
+ * becomes the call's error, with the database's message. */
+rpc_status events_deliver_order_completed(rpc_call *call, const Mercato__Event__V1__Event *req,
+    events_completed_fn apply, bool *ret_duplicate) RPC_WARN_UNUSED;
+
+/* The whole Deliver of a sink that takes order.completed alone (cart, data platform): the
+ * event id, the topic, then events_deliver_order_completed; sets resp->duplicate. */
+rpc_status events_sink_order_completed(rpc_call *call, const Mercato__Event__V1__Event *req,
+    events_completed_fn apply, Mercato__Event__V1__DeliverAck *resp) RPC_WARN_UNUSED;
+
 /* For a saga step: refuses the monolith dataset (FAILED_PRECONDITION), then unpacks the
  * SagaOrder payload (INVALID_ARGUMENT), with the call's message set. On success *ret_msg is
  * the SagaOrder, which the caller frees (RPC_PB_CLEANUP). Checks no field. */
 rpc_status events_saga_order(rpc_call *call, const Mercato__Event__V1__Event *req,
     ProtobufCMessage **ret_msg) RPC_WARN_UNUSED;
+
+/* Checks the fields every saga step reads of a SagaOrder: an order and a user > 0, and, when
+ * `with_reason`, a reason of 1..EVENTS_REASON_MAX bytes (the steps that carry a failure on).
+ * Returns OK, or INVALID_ARGUMENT with the call's message set. */
+rpc_status events_check_saga_order(
+    rpc_call *call, const Mercato__Event__V1__SagaOrder *so, bool with_reason) RPC_WARN_UNUSED;
 
 #endif

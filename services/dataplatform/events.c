@@ -9,43 +9,25 @@
 #include "svc.h"
 #include "txn.h"
 
-#define TOPIC_ORDER_COMPLETED "order.completed"
+static rpc_status
+apply(db_conn *db, const Mercato__Event__V1__Event *ev,
+    const Mercato__Event__V1__OrderCompleted *oc, bool *ret_duplicate)
+{
+        rpc_status st = dataplatform_order_completed(db, ev->event_id, oc, ret_duplicate);
+
+        if (st == RPC_ALREADY_EXISTS) {
+                *ret_duplicate = true; /* recorded before: rolled back, acked as a duplicate */
+                st = RPC_OK;
+        }
+        if (st == RPC_OK && *ret_duplicate && dataplatform_store_count_duplicate(db) != RPC_OK) {
+                /* The count feeds Stats only: failing to count does not fail the ack. */
+        }
+        return st;
+}
 
 RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__DeliverAck)
 {
-        RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
-        bool duplicate = false;
-        rpc_status st;
-
-        st = events_check_id(call, req->event_id);
-        if (st != RPC_OK) {
-                return st;
-        }
-        if (strcmp(req->topic, TOPIC_ORDER_COMPLETED) != 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown topic");
-        }
-        st = events_order_completed(call, req, &msg);
-        if (st != RPC_OK) {
-                return st;
-        }
-        db_conn *db = svc_db(call);
-        if (db == NULL) {
-                return RPC_UNAVAILABLE;
-        }
-        st = dataplatform_order_completed(
-            db, req->event_id, (const Mercato__Event__V1__OrderCompleted *) msg, &duplicate);
-        if (st == RPC_ALREADY_EXISTS) {
-                duplicate = true; /* recorded before: rolled back, acked as a duplicate */
-                st = RPC_OK;
-        }
-        if (st != RPC_OK) {
-                return rpc_call_error(call, st, "database: %s", db_errmsg(db));
-        }
-        if (duplicate && dataplatform_store_count_duplicate(db) != RPC_OK) {
-                /* The count feeds Stats only: failing to count does not fail the ack. */
-        }
-        resp->duplicate = duplicate;
-        return RPC_OK;
+        return events_sink_order_completed(call, req, apply, resp);
 }
 
 const rpc_method dp_event_methods[DP_N_EVENT_METHODS] = {

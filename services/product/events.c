@@ -34,33 +34,24 @@
 #include "svc.h"
 #include "txn.h"
 
-#define TOPIC_ORDER_COMPLETED "order.completed"
+/* order.completed: the reservation sold, the sales counted on the day it completed. */
+static rpc_status
+apply_order_completed(db_conn *db, const Mercato__Event__V1__Event *ev,
+    const Mercato__Event__V1__OrderCompleted *oc, bool *ret_duplicate)
+{
+        return product_order_completed(db, ev->event_id, oc, ev->created_at_ms, ret_duplicate);
+}
 
-/* order.completed: the reservation sold, the sales counted. */
 static rpc_status
 deliver_order_completed(
     rpc_call *call, const Mercato__Event__V1__Event *req, Mercato__Event__V1__DeliverAck *resp)
 {
-        RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
-        const Mercato__Event__V1__OrderCompleted *oc;
         bool duplicate = false;
-        rpc_status st;
+        rpc_status st
+            = events_deliver_order_completed(call, req, apply_order_completed, &duplicate);
 
-        st = events_order_completed(call, req, &msg);
-        if (st != RPC_OK) {
-                return st;
-        }
-        oc = (const Mercato__Event__V1__OrderCompleted *) msg;
-        db_conn *db = svc_db(call);
-        if (db == NULL) {
-                return RPC_UNAVAILABLE;
-        }
-        st = product_order_completed(db, req->event_id, oc, req->created_at_ms, &duplicate);
-        if (st != RPC_OK) {
-                return rpc_call_error(call, st, "database: %s", db_errmsg(db));
-        }
         resp->duplicate = duplicate;
-        return RPC_OK;
+        return st;
 }
 
 /*
@@ -88,16 +79,10 @@ static const struct {
 static rpc_status
 check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_kind kind)
 {
-        if (so->order_id <= 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "order_id must be > 0");
-        }
-        if (so->user_id <= 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "user_id must be > 0");
-        }
-        if (kind == SAGA_RELEASE
-            && (so->reason[0] == '\0' || strlen(so->reason) > EVENTS_REASON_MAX)) {
-                return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "reason must be 1..%d bytes", EVENTS_REASON_MAX);
+        rpc_status st = events_check_saga_order(call, so, kind == SAGA_RELEASE);
+
+        if (st != RPC_OK) {
+                return st;
         }
         if (kind != SAGA_RESERVE) {
                 return RPC_OK;
@@ -175,7 +160,7 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         if (st != RPC_OK) {
                 return st;
         }
-        if (strcmp(req->topic, TOPIC_ORDER_COMPLETED) == 0) {
+        if (strcmp(req->topic, EVENTS_TOPIC_ORDER_COMPLETED) == 0) {
                 return deliver_order_completed(call, req, resp);
         }
         for (size_t i = 0; i < sizeof(saga_topics) / sizeof(saga_topics[0]); i++) {

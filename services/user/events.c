@@ -52,16 +52,10 @@ static const struct {
 static rpc_status
 check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_kind kind)
 {
-        if (so->order_id <= 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "order_id must be > 0");
-        }
-        if (so->user_id <= 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "user_id must be > 0");
-        }
-        if (kind == SAGA_REFUND
-            && (so->reason[0] == '\0' || strlen(so->reason) > EVENTS_REASON_MAX)) {
-                return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "reason must be 1..%d bytes", EVENTS_REASON_MAX);
+        rpc_status st = events_check_saga_order(call, so, kind == SAGA_REFUND);
+
+        if (st != RPC_OK) {
+                return st;
         }
         if (kind == SAGA_DEBIT) {
                 if (so->total < 0 || so->total > USER_AMOUNT_MAX) {
