@@ -328,6 +328,9 @@ run_mode(bench_ctx *x, int mi, int clients, bool observe, bool replay, mode_resu
         }
         r->lock_wait_s = dbstat_sampler_stop(sampler, &r->lock_samples);
         summarise(&run, r);
+        r->sustained_orders_per_s = r->seconds + r->convergence_s > 0
+            ? (double) r->orders / (r->seconds + r->convergence_s)
+            : 0;
         char cerr[256] = "";
         /* The product database: the second of the split dataset's, or the monolith's. */
         r->compensated
@@ -369,6 +372,13 @@ run_mode(bench_ctx *x, int mi, int clients, bool observe, bool replay, mode_resu
                 r->replay_orders_per_s = rr.orders_per_s;
                 r->replay_p50_ms = rr.p50_ms;
                 r->replay_ratio = rr.orders_per_s > 0 ? r->orders_per_s / rr.orders_per_s : 0;
+                r->replay_drain_s = rr.drain_s;
+                r->replay_sustained_orders_per_s = rr.seconds + rr.drain_s > 0
+                    ? (double) rr.orders / (rr.seconds + rr.drain_s)
+                    : 0;
+                r->sustained_ratio = r->replay_sustained_orders_per_s > 0
+                    ? r->sustained_orders_per_s / r->replay_sustained_orders_per_s
+                    : 0;
         }
         bench_progress_end();
         return true;

@@ -44,6 +44,12 @@ typedef struct mode_result {
         bool has_replay;
         double replay_orders_per_s, replay_p50_ms, replay_ratio;
         uint64_t replay_orders;
+        /* Counting the time the work an order left behind (its events) took to finish after
+         * the window: orders / (window + convergence), for the mode and for its replay
+         * (orders / (window + drain)). A mode whose relays fall behind looks faster in
+         * orders/s than it can sustain; these figures charge it the backlog. */
+        double sustained_orders_per_s;
+        double replay_drain_s, replay_sustained_orders_per_s, sustained_ratio;
 } mode_result;
 
 void mode_result_free(mode_result *r);

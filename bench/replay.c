@@ -1228,6 +1228,7 @@ bench_replay_run(const replay_opts *o, replay_result *ret, char *err, size_t err
                 pthread_join(rp.clients[i].thread, NULL);
         }
         st = started == o->clients ? drain(&rp, err, errlen) : RPC_RESOURCE_EXHAUSTED;
+        ret->drain_s = (double) (now_ns() - rp.t_end_ns) / 1e9;
         if (started != o->clients) {
                 snprintf(err, errlen, "cannot start the client threads");
         }

@@ -35,6 +35,7 @@ typedef struct replay_result {
         uint64_t orders, completed, cancelled, errors; /* counted after the warm-up */
         uint64_t wrong; /* orders that did not end as they were built to (counted ones) */
         double seconds, orders_per_s;
+        double drain_s;           /* from the window's end until every outbox was drained */
         double p50_ms, p99_ms;    /* per-order latency of the replayed SQL */
         char conf_path[4096];     /* a topology file naming the replay databases, so that
                                     `mercato --conf conf_path check --baseline base_path` runs */

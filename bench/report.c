@@ -70,6 +70,16 @@ report_table(const mode_result *r, size_t n)
                             m->obs.visible_max_ms, (unsigned long long) m->obs.pending_seen,
                             (unsigned long long) m->obs.order_reads);
                 }
+                if (m->has_replay) {
+                        printf("  sustained: %.1f orders/s counting the %.2f s convergence; replay "
+                               "%.1f counting its %.2f s drain; ratio %.2f\n",
+                            m->sustained_orders_per_s, m->convergence_s,
+                            m->replay_sustained_orders_per_s, m->replay_drain_s,
+                            m->sustained_ratio);
+                } else {
+                        printf("  sustained: %.1f orders/s counting the %.2f s convergence\n",
+                            m->sustained_orders_per_s, m->convergence_s);
+                }
                 printf("  lock waits: %.3f backend-s (%.3f ms per order)\n", m->lock_wait_s,
                     m->orders > 0 ? m->lock_wait_s * 1000 / (double) m->orders : 0.0);
                 if (m->has_tpc) {
@@ -109,6 +119,7 @@ mode_json(const mode_result *m)
             m->convergence_s, "lock_wait_s", m->lock_wait_s, "lock_wait_ms_per_order",
             m->orders > 0 ? m->lock_wait_s * 1000 / (double) m->orders : 0.0);
 
+        json_object_set_new(o, "sustained_orders_per_s", json_real(m->sustained_orders_per_s));
         json_object_set_new(o, "observers",
             m->observed ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I}", "reads",
                 (json_int_t) m->obs.reads, "unjudged", (json_int_t) m->obs.unjudged, "dirty_reads",
@@ -132,9 +143,11 @@ mode_json(const mode_result *m)
                 "violations", (json_int_t) m->violations, "failed", m->check_failures));
         json_object_set_new(o, "invariant_violations", json_integer((json_int_t) m->violations));
         json_object_set_new(o, "replay",
-            m->has_replay ? json_pack("{s:I, s:f, s:f, s:f}", "orders",
+            m->has_replay ? json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "orders",
                 (json_int_t) m->replay_orders, "orders_per_s", m->replay_orders_per_s, "p50_ms",
-                m->replay_p50_ms, "ratio", m->replay_ratio)
+                m->replay_p50_ms, "ratio", m->replay_ratio, "drain_s", m->replay_drain_s,
+                "sustained_orders_per_s", m->replay_sustained_orders_per_s, "sustained_ratio",
+                m->sustained_ratio)
                           : json_null());
         return o;
 }
@@ -190,7 +203,8 @@ csv_header(FILE *f)
         fprintf(f,
             "mode,clients,seconds,orders,orders_per_s,p50_ms,p99_ms,p999_ms,completed_pct,"
             "cancelled_pct,compensated_pct,errors,convergence_s,dirty_reads,"
-            "invariant_violations,lock_wait_s,replay_orders_per_s,replay_ratio,check\n");
+            "invariant_violations,lock_wait_s,replay_orders_per_s,replay_ratio,"
+            "sustained_orders_per_s,replay_sustained_orders_per_s,sustained_ratio,check\n");
 }
 
 static void
@@ -206,6 +220,12 @@ csv_row(FILE *f, const mode_result *m)
         fprintf(f, ",%lld,%.3f,", (long long) m->violations, m->lock_wait_s);
         if (m->has_replay) {
                 fprintf(f, "%.2f,%.3f", m->replay_orders_per_s, m->replay_ratio);
+        } else {
+                fprintf(f, ",");
+        }
+        fprintf(f, ",%.2f,", m->sustained_orders_per_s);
+        if (m->has_replay) {
+                fprintf(f, "%.2f,%.3f", m->replay_sustained_orders_per_s, m->sustained_ratio);
         } else {
                 fprintf(f, ",");
         }

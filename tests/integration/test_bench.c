@@ -79,7 +79,7 @@ static const char *const mode_fields[] = { "mode", "clients", "seconds", "orders
         "latency_ms", "completed", "cancelled", "compensated", "completed_pct", "cancelled_pct",
         "compensated_pct", "errors", "unexpected", "cancelled_by_reason", "quiet", "convergence_s",
         "lock_wait_s", "lock_wait_ms_per_order", "observers", "dirty_reads", "tpc", "check",
-        "invariant_violations", "replay", NULL };
+        "invariant_violations", "replay", "sustained_orders_per_s", NULL };
 
 static void
 test_compare_short_run(void **state)
@@ -142,6 +142,17 @@ test_compare_short_run(void **state)
                 assert_true(json_is_object(replay));
                 assert_true(json_real_value(json_object_get(replay, "orders_per_s")) > 0);
                 assert_true(json_real_value(json_object_get(replay, "ratio")) > 0);
+                /* Charging the backlog can only lower a rate: the window grows by the time
+                 * the mode took to converge, or the replay to drain. */
+                double rate = json_real_value(json_object_get(m, "orders_per_s"));
+                double sustained = json_real_value(json_object_get(m, "sustained_orders_per_s"));
+                assert_true(sustained > 0 && sustained <= rate * 1.0001);
+                double replay_rate = json_real_value(json_object_get(replay, "orders_per_s"));
+                double replay_sustained
+                    = json_real_value(json_object_get(replay, "sustained_orders_per_s"));
+                assert_true(json_real_value(json_object_get(replay, "drain_s")) >= 0);
+                assert_true(replay_sustained > 0 && replay_sustained <= replay_rate * 1.0001);
+                assert_true(json_real_value(json_object_get(replay, "sustained_ratio")) > 0);
         }
         json_decref(doc);
         assert_true(nonempty_file("compare.csv"));
