@@ -281,6 +281,27 @@ reload(chaos_run *r, const char *service)
         restart(r, service);
 }
 
+static const char *orders_db(const chaos_run *r);
+
+/* The orders PENDING now, or -1 when the order database cannot say. */
+static int64_t
+count_pending(chaos_run *r)
+{
+        PGconn *conn = PQconnectdb(orders_db(r));
+        int64_t n = -1;
+
+        if (PQstatus(conn) == CONNECTION_OK) {
+                PGresult *res
+                    = PQexec(conn, "SELECT count(*) FROM orders WHERE status = 'PENDING'");
+                if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+                        n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+                }
+                PQclear(res);
+        }
+        PQfinish(conn);
+        return n;
+}
+
 /* 2. kill-coordinator. In 2pc, the order service dies at each crash point in turn ([order]
  * crash_at makes it exit right there). In saga, it dies while orders wait at each step in
  * turn: the step's switch (step.X = timeout) holds them there, the order service is killed
@@ -307,9 +328,13 @@ inject_kill_coordinator(chaos_run *r)
                         cluster_set(r->c, steps[i][0], steps[i][1], "timeout");
                         reload(r, steps[i][0]);
                         (void) nap(r, rand_range(r, 400, 800)); /* orders pile up there */
+                        int64_t held = count_pending(r);
                         if (cluster_signal(r->c, "order", SIGKILL)) {
                                 r->res->faults++;
                         }
+                        /* The proof that the kill met orders at that step. */
+                        note(r->res, "%lld pending at %s.%s", (long long) held, steps[i][0],
+                            steps[i][1] + strlen("step."));
                         cluster_set(r->c, steps[i][0], steps[i][1], NULL);
                         if (strcmp(steps[i][0], "order") != 0) {
                                 reload(r, steps[i][0]);
