@@ -478,3 +478,22 @@ harness_cleanup(void)
         n_created_dbs = 0;
         free(admin);
 }
+
+void
+harness_fixture_start(
+    harness_fixture *f, const char *services, const char *service, const char *extra)
+{
+        f->cluster = harness_cluster_new(services, extra);
+        harness_cluster_start(f->cluster);
+        f->client = harness_client(f->cluster, service);
+        f->db = harness_cluster_db(f->cluster, service);
+        f->mono = harness_cluster_db(f->cluster, "monolith");
+}
+
+void
+harness_fixture_stop(harness_fixture *f)
+{
+        rpc_client_free(f->client);
+        harness_cluster_free(f->cluster);
+        harness_cleanup();
+}

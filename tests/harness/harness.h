@@ -74,4 +74,21 @@ rpc_client *harness_client(const harness_cluster *c, const char *name);
  * with atexit by the first harness call, so a failing test still cleans up. */
 void harness_cleanup(void);
 
+/* What a one-service integration test works with: a started cluster of `services`, a
+ * client of the service under test, its database and the monolith's. */
+typedef struct harness_fixture {
+        harness_cluster *cluster;
+        rpc_client *client;
+        const char *db;   /* the service's own database */
+        const char *mono; /* the monolith database */
+} harness_fixture;
+
+/* Starts the cluster (harness_cluster_new with `extra`, then _start) and fills f for
+ * `service`, one of `services`. */
+void harness_fixture_start(
+    harness_fixture *f, const char *services, const char *service, const char *extra);
+
+/* Frees the client and the cluster, then harness_cleanup. */
+void harness_fixture_stop(harness_fixture *f);
+
 #endif

@@ -28,22 +28,15 @@
         " coalesce((SELECT string_agg(t::text, ',' ORDER BY t.consumer, t.key)"                    \
         "  FROM txn_barrier t), '')), 1, 16))::bit(64)::bigint"
 
-static harness_cluster *g_cluster;
-static rpc_client *g_client;
-static const char *g_db;      /* the cart database */
+static harness_fixture fx;
 static const char *g_product; /* the product database */
-static const char *g_mono;    /* the monolith database */
 
 static int
 group_setup(void **state)
 {
         (void) state;
-        g_cluster = harness_cluster_new("product cart", NULL);
-        harness_cluster_start(g_cluster);
-        g_client = harness_client(g_cluster, "cart");
-        g_db = harness_cluster_db(g_cluster, "cart");
-        g_product = harness_cluster_db(g_cluster, "product");
-        g_mono = harness_cluster_db(g_cluster, "monolith");
+        harness_fixture_start(&fx, "product cart", "cart", NULL);
+        g_product = harness_cluster_db(fx.cluster, "product");
         return 0;
 }
 
@@ -51,9 +44,7 @@ static int
 group_teardown(void **state)
 {
         (void) state;
-        rpc_client_free(g_client);
-        harness_cluster_free(g_cluster);
-        harness_cleanup();
+        harness_fixture_stop(&fx);
         return 0;
 }
 
@@ -62,8 +53,8 @@ static int
 test_setup(void **state)
 {
         (void) state;
-        harness_sql(g_db, "TRUNCATE cart_items, txn_barrier");
-        harness_sql(g_mono, "TRUNCATE cart_items, products, txn_barrier");
+        harness_sql(fx.db, "TRUNCATE cart_items, txn_barrier");
+        harness_sql(fx.mono, "TRUNCATE cart_items, products, txn_barrier");
         harness_sql(g_product, "TRUNCATE products");
         harness_sql(g_product,
             "INSERT INTO products (id, name, price, stock)"
@@ -74,7 +65,7 @@ test_setup(void **state)
 static int64_t
 checksum(void)
 {
-        return harness_sql_i64(g_db, CART_CHECKSUM);
+        return harness_sql_i64(fx.db, CART_CHECKSUM);
 }
 
 static rpc_status
@@ -90,7 +81,7 @@ call(const char *method, const ProtobufCMessage *req, const ProtobufCMessageDesc
         rpc_error err = { 0 };
         rpc_status st;
 
-        st = rpc_client_call(g_client, method, req, desc, &resp, &opts, &err);
+        st = rpc_client_call(fx.client, method, req, desc, &resp, &opts, &err);
         if (ret_resp != NULL) {
                 *ret_resp = resp;
         } else if (resp != NULL) {
@@ -234,7 +225,7 @@ test_cart_add_list_remove(void **state)
         assert_int_equal(c->n_items, 1);
         assert_int_equal(c->items[0]->product_id, 2);
         protobuf_c_message_free_unpacked(&c->base, NULL);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT count(*) FROM cart_items"), 2);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT count(*) FROM cart_items"), 2);
 }
 
 static void
@@ -286,7 +277,7 @@ test_cart_full(void **state)
         int64_t before;
 
         (void) state;
-        harness_sql(g_db,
+        harness_sql(fx.db,
             "INSERT INTO cart_items (user_id, product_id, quantity)"
             " SELECT 5, g, 1 FROM generate_series(1, 100) g");
         before = checksum();
@@ -295,7 +286,7 @@ test_cart_full(void **state)
         /* A line already there still grows. */
         assert_int_equal(add(5, 100, 1, NULL), RPC_OK);
         assert_int_equal(
-            harness_sql_i64(g_db, "SELECT quantity FROM cart_items WHERE product_id = 100"), 2);
+            harness_sql_i64(fx.db, "SELECT quantity FROM cart_items WHERE product_id = 100"), 2);
 }
 
 static void
@@ -304,12 +295,12 @@ test_cart_idempotency_key(void **state)
         (void) state;
         assert_int_equal(add_opts(5, 3, 4, false, "add-once-1", NULL), RPC_OK);
         assert_int_equal(add_opts(5, 3, 4, false, "add-once-1", NULL), RPC_OK);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT quantity FROM cart_items"
                              " WHERE user_id = 5 AND product_id = 3"),
             4);
         assert_int_equal(add_opts(5, 3, 4, false, "add-once-2", NULL), RPC_OK);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT quantity FROM cart_items"
                              " WHERE user_id = 5 AND product_id = 3"),
             8);
@@ -372,7 +363,7 @@ test_cart_monolith_dataset(void **state)
 
         (void) state;
         /* Product 500 exists only in the monolith catalogue. */
-        harness_sql(g_mono,
+        harness_sql(fx.mono,
             "INSERT INTO products (id, name, price, stock)"
             " VALUES (500, 'mono-500', 1, 1)");
         before = checksum();
@@ -382,7 +373,7 @@ test_cart_monolith_dataset(void **state)
         assert_int_equal(c->items[0]->product_id, 500);
         protobuf_c_message_free_unpacked(&c->base, NULL);
         assert_int_equal(checksum(), before);
-        assert_int_equal(harness_sql_i64(g_mono,
+        assert_int_equal(harness_sql_i64(fx.mono,
                              "SELECT quantity FROM cart_items"
                              " WHERE user_id = 5 AND product_id = 500"),
             2);
@@ -398,10 +389,10 @@ test_cart_product_unavailable(void **state)
 
         (void) state;
         before = checksum();
-        harness_cluster_signal(g_cluster, "product", SIGKILL);
+        harness_cluster_signal(fx.cluster, "product", SIGKILL);
         assert_int_equal(add(5, 1, 1, NULL), RPC_UNAVAILABLE);
         assert_int_equal(checksum(), before);
-        harness_cluster_restart(g_cluster, "product");
+        harness_cluster_restart(fx.cluster, "product");
         /* The breaker may stay open for its cool-down; the next call goes through. */
         rpc_status st = RPC_UNAVAILABLE;
         for (int i = 0; i < 50 && st != RPC_OK; i++) {

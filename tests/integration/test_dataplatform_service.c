@@ -27,20 +27,13 @@
         " || '|' || coalesce((SELECT string_agg(t::text, ',' ORDER BY t.consumer, t.key)"          \
         "  FROM txn_barrier t), '')), 1, 16))::bit(64)::bigint"
 
-static harness_cluster *g_cluster;
-static rpc_client *g_client;
-static const char *g_db;   /* the dataplatform database */
-static const char *g_mono; /* the monolith database */
+static harness_fixture fx;
 
 static int
 group_setup(void **state)
 {
         (void) state;
-        g_cluster = harness_cluster_new("dataplatform", NULL);
-        harness_cluster_start(g_cluster);
-        g_client = harness_client(g_cluster, "dataplatform");
-        g_db = harness_cluster_db(g_cluster, "dataplatform");
-        g_mono = harness_cluster_db(g_cluster, "monolith");
+        harness_fixture_start(&fx, "dataplatform", "dataplatform", NULL);
         return 0;
 }
 
@@ -48,9 +41,7 @@ static int
 group_teardown(void **state)
 {
         (void) state;
-        rpc_client_free(g_client);
-        harness_cluster_free(g_cluster);
-        harness_cleanup();
+        harness_fixture_stop(&fx);
         return 0;
 }
 
@@ -58,17 +49,17 @@ static int
 test_setup(void **state)
 {
         (void) state;
-        harness_sql(g_db, "TRUNCATE received_orders, txn_barrier");
-        harness_sql(g_db, "UPDATE dp_counters SET value = 0");
-        harness_sql(g_mono, "TRUNCATE received_orders, txn_barrier");
-        harness_sql(g_mono, "UPDATE dp_counters SET value = 0");
+        harness_sql(fx.db, "TRUNCATE received_orders, txn_barrier");
+        harness_sql(fx.db, "UPDATE dp_counters SET value = 0");
+        harness_sql(fx.mono, "TRUNCATE received_orders, txn_barrier");
+        harness_sql(fx.mono, "UPDATE dp_counters SET value = 0");
         return 0;
 }
 
 static int64_t
 checksum(void)
 {
-        return harness_sql_i64(g_db, DP_CHECKSUM);
+        return harness_sql_i64(fx.db, DP_CHECKSUM);
 }
 
 static rpc_status
@@ -82,7 +73,7 @@ call(const char *method, const ProtobufCMessage *req, const ProtobufCMessageDesc
         rpc_error err = { 0 };
         rpc_status st;
 
-        st = rpc_client_call(g_client, method, req, desc, &resp, &opts, &err);
+        st = rpc_client_call(fx.client, method, req, desc, &resp, &opts, &err);
         if (ret_resp != NULL) {
                 *ret_resp = resp;
         } else if (resp != NULL) {
@@ -198,7 +189,7 @@ test_dataplatform_records_once(void **state)
         assert_int_equal(duplicates, 0);
 
         /* Again: acked as a duplicate, the record is untouched, the refusal counted. */
-        before = harness_sql_i64(g_db,
+        before = harness_sql_i64(fx.db,
             "SELECT ('x' || substr(md5(string_agg(t::text, ','"
             " ORDER BY event_id)), 1, 16))::bit(64)::bigint"
             " FROM received_orders t");
@@ -206,7 +197,7 @@ test_dataplatform_records_once(void **state)
         assert_true(dup);
         assert_int_equal(deliver_completed("ev-1", 42, 7, 1234, false, &dup), RPC_OK);
         assert_true(dup);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT ('x' || substr(md5(string_agg(t::text,"
                              " ',' ORDER BY event_id)), 1, 16))::bit(64)::bigint"
                              " FROM received_orders t"),
@@ -236,11 +227,11 @@ test_dataplatform_list_pages(void **state)
         int64_t last = 0;
 
         (void) state;
-        harness_sql(g_db,
+        harness_sql(fx.db,
             "INSERT INTO received_orders (event_id, order_id, user_id, amount)"
             " SELECT 'e-' || g, g, 1, g FROM generate_series(1, 45) g");
         /* Order 10 recorded twice (a fault the checker must see): its records stay together. */
-        harness_sql(g_db,
+        harness_sql(fx.db,
             "INSERT INTO received_orders (event_id, order_id, user_id, amount)"
             " VALUES ('e-10-again', 10, 1, 10)");
         do {
@@ -297,7 +288,7 @@ test_dataplatform_monolith_dataset(void **state)
         int64_t received, duplicates;
 
         (void) state;
-        harness_sql(g_db,
+        harness_sql(fx.db,
             "INSERT INTO received_orders (event_id, order_id, user_id, amount)"
             " VALUES ('split-1', 1, 1, 1)");
         assert_int_equal(deliver_completed("mono-1", 77, 3, 300, true, NULL), RPC_OK);
@@ -309,7 +300,7 @@ test_dataplatform_monolith_dataset(void **state)
         assert_int_equal(r->n_received, 1);
         assert_string_equal(r->received[0]->event_id, "split-1");
         protobuf_c_message_free_unpacked(&r->base, NULL);
-        assert_int_equal(harness_sql_i64(g_mono, "SELECT count(*) FROM received_orders"), 1);
+        assert_int_equal(harness_sql_i64(fx.mono, "SELECT count(*) FROM received_orders"), 1);
         stats(true, &received, &duplicates);
         assert_int_equal(received, 1);
         assert_int_equal(duplicates, 0);

@@ -20,10 +20,7 @@
 #define USERS 50
 #define DECLINING 5
 
-static harness_cluster *g_cluster;
-static rpc_client *g_client;
-static const char *g_db;   /* the payment database */
-static const char *g_mono; /* the monolith database */
+static harness_fixture fx;
 
 static db_conn *
 store_conn(const char *conninfo)
@@ -49,11 +46,7 @@ static int
 group_setup(void **state)
 {
         (void) state;
-        g_cluster = harness_cluster_new("payment", NULL);
-        harness_cluster_start(g_cluster);
-        g_client = harness_client(g_cluster, "payment");
-        g_db = harness_cluster_db(g_cluster, "payment");
-        g_mono = harness_cluster_db(g_cluster, "monolith");
+        harness_fixture_start(&fx, "payment", "payment", NULL);
         return 0;
 }
 
@@ -61,9 +54,7 @@ static int
 group_teardown(void **state)
 {
         (void) state;
-        rpc_client_free(g_client);
-        harness_cluster_free(g_cluster);
-        harness_cleanup();
+        harness_fixture_stop(&fx);
         return 0;
 }
 
@@ -71,15 +62,15 @@ static int
 test_setup(void **state)
 {
         (void) state;
-        seed(g_db);
-        seed(g_mono);
+        seed(fx.db);
+        seed(fx.mono);
         return 0;
 }
 
 static char *
 checksum(void)
 {
-        return ou_cluster_checksum(g_cluster);
+        return ou_cluster_checksum(fx.cluster);
 }
 
 static void
@@ -99,7 +90,7 @@ get_payment(int64_t order_id, bool mono, Mercato__Payment__V1__Payment **ret)
             = MERCATO__PAYMENT__V1__GET_PAYMENT_REQUEST__INIT;
 
         req.order_id = order_id;
-        return ou_call(g_client, SVC "GetPayment", &req.base,
+        return ou_call(fx.client, SVC "GetPayment", &req.base,
             &mercato__payment__v1__payment__descriptor, (ProtobufCMessage **) ret, mono, NULL, 0);
 }
 
@@ -107,19 +98,19 @@ static void
 test_payment_seed_declines_the_last_users(void **state)
 {
         (void) state;
-        assert_int_equal(harness_sql_i64(g_db, "SELECT count(*) FROM declined_users"), DECLINING);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT min(user_id) FROM declined_users"),
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT count(*) FROM declined_users"), DECLINING);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT min(user_id) FROM declined_users"),
             USERS - DECLINING + 1);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT max(user_id) FROM declined_users"), USERS);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT count(*) FROM payments"), 0);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT max(user_id) FROM declined_users"), USERS);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT count(*) FROM payments"), 0);
 }
 
 static void
 test_payment_get(void **state)
 {
         Mercato__Payment__V1__Payment *p = NULL;
-        db_conn *db = store_conn(g_db);
-        db_conn *mono = store_conn(g_mono);
+        db_conn *db = store_conn(fx.db);
+        db_conn *mono = store_conn(fx.mono);
 
         (void) state;
         assert_int_equal(payment_store_capture(db, 101, 7, 2500), RPC_OK);
@@ -152,7 +143,7 @@ test_payment_get(void **state)
 static void
 test_payment_get_bad_input(void **state)
 {
-        db_conn *db = store_conn(g_db);
+        db_conn *db = store_conn(fx.db);
         char *before;
 
         (void) state;
@@ -169,7 +160,7 @@ test_payment_get_bad_input(void **state)
 static void
 test_payment_store_capture_is_idempotent(void **state)
 {
-        db_conn *db = store_conn(g_db);
+        db_conn *db = store_conn(fx.db);
         char *before;
 
         (void) state;
@@ -178,10 +169,10 @@ test_payment_store_capture_is_idempotent(void **state)
         assert_int_equal(payment_store_capture(db, 200, 3, 1000), RPC_OK);
         assert_unchanged(before);
         assert_int_equal(
-            harness_sql_i64(g_db, "SELECT count(*) FROM payments WHERE order_id = 200"), 1);
+            harness_sql_i64(fx.db, "SELECT count(*) FROM payments WHERE order_id = 200"), 1);
         /* A zero amount (a coupon paid it all) is a payment too. */
         assert_int_equal(payment_store_capture(db, 201, 3, 0), RPC_OK);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT count(*) FROM payments WHERE order_id = 201"
                              " AND amount = 0 AND status = 'captured'"),
             1);
@@ -191,7 +182,7 @@ test_payment_store_capture_is_idempotent(void **state)
 static void
 test_payment_store_declined_user(void **state)
 {
-        db_conn *db = store_conn(g_db);
+        db_conn *db = store_conn(fx.db);
         char *before = checksum();
 
         (void) state;
@@ -207,7 +198,7 @@ test_payment_store_declined_user(void **state)
 static void
 test_payment_store_refund(void **state)
 {
-        db_conn *db = store_conn(g_db);
+        db_conn *db = store_conn(fx.db);
         char *before;
 
         (void) state;
@@ -219,7 +210,7 @@ test_payment_store_refund(void **state)
         assert_int_equal(payment_store_refund(db, 401), RPC_OK);
         assert_int_equal(payment_store_capture(db, 400, 2, 700), RPC_FAILED_PRECONDITION);
         assert_unchanged(before);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT count(*) FROM payments WHERE order_id = 400"
                              " AND status = 'refunded'"),
             1);
@@ -230,7 +221,7 @@ test_payment_store_refund(void **state)
 static void
 test_payment_store_in_callers_transaction(void **state)
 {
-        db_conn *db = store_conn(g_db);
+        db_conn *db = store_conn(fx.db);
         char *before = checksum();
 
         (void) state;

@@ -31,20 +31,13 @@
         " coalesce((SELECT string_agg(t::text, ',' ORDER BY t.consumer, t.key)"                    \
         "  FROM txn_barrier t), '')), 1, 16))::bit(64)::bigint"
 
-static harness_cluster *g_cluster;
-static rpc_client *g_client;
-static const char *g_db;   /* the product database */
-static const char *g_mono; /* the monolith database */
+static harness_fixture fx;
 
 static int
 group_setup(void **state)
 {
         (void) state;
-        g_cluster = harness_cluster_new("product", NULL);
-        harness_cluster_start(g_cluster);
-        g_client = harness_client(g_cluster, "product");
-        g_db = harness_cluster_db(g_cluster, "product");
-        g_mono = harness_cluster_db(g_cluster, "monolith");
+        harness_fixture_start(&fx, "product", "product", NULL);
         return 0;
 }
 
@@ -52,9 +45,7 @@ static int
 group_teardown(void **state)
 {
         (void) state;
-        rpc_client_free(g_client);
-        harness_cluster_free(g_cluster);
-        harness_cleanup();
+        harness_fixture_stop(&fx);
         return 0;
 }
 
@@ -63,15 +54,15 @@ static int
 test_setup(void **state)
 {
         (void) state;
-        harness_sql(g_db, "TRUNCATE products, reservations, sales_daily, txn_barrier");
-        harness_sql(g_mono, "TRUNCATE products, reservations, sales_daily, txn_barrier");
+        harness_sql(fx.db, "TRUNCATE products, reservations, sales_daily, txn_barrier");
+        harness_sql(fx.mono, "TRUNCATE products, reservations, sales_daily, txn_barrier");
         return 0;
 }
 
 static int64_t
 checksum(void)
 {
-        return harness_sql_i64(g_db, PRODUCT_CHECKSUM);
+        return harness_sql_i64(fx.db, PRODUCT_CHECKSUM);
 }
 
 /* Seeds products 1..n on a database: 'p-N', price 100 * N, stock 10 * N. */
@@ -99,7 +90,7 @@ call(const char *method, const ProtobufCMessage *req, const ProtobufCMessageDesc
         rpc_error err = { 0 };
         rpc_status st;
 
-        st = rpc_client_call(g_client, method, req, desc, &resp, &opts, &err);
+        st = rpc_client_call(fx.client, method, req, desc, &resp, &opts, &err);
         if (ret_resp != NULL) {
                 *ret_resp = resp;
         } else if (resp != NULL) {
@@ -240,7 +231,7 @@ test_product_list_pages_stable_and_complete(void **state)
         int pages = 0;
 
         (void) state;
-        seed_products(g_db, 45);
+        seed_products(fx.db, 45);
         do {
                 assert_int_equal(list_products(10, after, false, &r), RPC_OK);
                 for (size_t i = 0; i < r->n_products; i++) {
@@ -294,7 +285,7 @@ test_product_list_bad_input(void **state)
         int64_t before;
 
         (void) state;
-        seed_products(g_db, 3);
+        seed_products(fx.db, 3);
         before = checksum();
         assert_int_equal(list_products(-1, 0, false, NULL), RPC_INVALID_ARGUMENT);
         assert_int_equal(list_products(101, 0, false, NULL), RPC_INVALID_ARGUMENT);
@@ -310,7 +301,7 @@ test_product_get(void **state)
         int64_t before;
 
         (void) state;
-        seed_products(g_db, 3);
+        seed_products(fx.db, 3);
         assert_int_equal(get_product(2, false, &r), RPC_OK);
         assert_non_null(r->product);
         assert_int_equal(r->product->id, 2);
@@ -333,9 +324,9 @@ test_product_top_counts_last_days_only(void **state)
         int64_t before;
 
         (void) state;
-        seed_products(g_db, 8);
+        seed_products(fx.db, 8);
         /* Today and the two days before count by default; older sales do not. */
-        harness_sql(g_db,
+        harness_sql(fx.db,
             "INSERT INTO sales_daily (product_id, day, quantity) VALUES"
             " (1, (now() AT TIME ZONE 'UTC')::date, 5),"
             " (1, (now() AT TIME ZONE 'UTC')::date - 2, 5),"
@@ -391,7 +382,7 @@ test_product_price_items(void **state)
         int64_t ok[] = { 3, 2, 1, 5 };
 
         (void) state;
-        seed_products(g_db, 5);
+        seed_products(fx.db, 5);
         assert_int_equal(price_items(ok, 2, &r), RPC_OK);
         assert_int_equal(r->n_items, 2);
         assert_int_equal(r->items[0]->product_id, 3);
@@ -419,8 +410,8 @@ test_product_price_items_bad_input(void **state)
         int64_t before;
 
         (void) state;
-        seed_products(g_db, 5);
-        harness_sql(g_db, "UPDATE products SET price = 5000000 WHERE id IN (4, 5)");
+        seed_products(fx.db, 5);
+        harness_sql(fx.db, "UPDATE products SET price = 5000000 WHERE id IN (4, 5)");
         for (int i = 0; i < 101; i++) {
                 many[2 * i] = i + 1;
                 many[2 * i + 1] = 1;
@@ -440,7 +431,7 @@ test_product_price_items_bad_input(void **state)
         assert_int_equal(checksum(), before);
 
         /* 100 items is the most, and fine. */
-        harness_sql(g_db,
+        harness_sql(fx.db,
             "INSERT INTO products (id, name, price, stock) SELECT g, 'p-' || g, 1,"
             " 1 FROM generate_series(6, 100) g");
         assert_int_equal(price_items(many, 100, NULL), RPC_OK);
@@ -456,14 +447,14 @@ test_product_deliver_order_completed_once(void **state)
         int64_t before;
 
         (void) state;
-        seed_products(g_db, 3);
+        seed_products(fx.db, 3);
         assert_int_equal(deliver_completed("ev-1", 11, lines, 2, 0, &dup), RPC_OK);
         assert_false(dup);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT sum(quantity) FROM sales_daily"
                              " WHERE product_id = 2"),
             3);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT quantity FROM sales_daily WHERE"
                              " product_id = 1 AND day ="
                              " (now() AT TIME ZONE 'UTC')::date"),
@@ -488,9 +479,9 @@ test_product_deliver_order_completed_once(void **state)
 
         /* An order completed ten days ago counts on its own day. */
         int64_t old_ms = harness_sql_i64(
-            g_db, "SELECT (extract(epoch FROM now() - interval '10 days') * 1000)::bigint");
+            fx.db, "SELECT (extract(epoch FROM now() - interval '10 days') * 1000)::bigint");
         assert_int_equal(deliver_completed("ev-3", 13, more, 1, old_ms, &dup), RPC_OK);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT quantity FROM sales_daily WHERE"
                              " product_id = 2 AND day ="
                              " (now() AT TIME ZONE 'UTC')::date - 10"),
@@ -510,7 +501,7 @@ test_product_deliver_bad_input(void **state)
         int64_t before;
 
         (void) state;
-        seed_products(g_db, 1);
+        seed_products(fx.db, 1);
         memset(long_id, 'e', 65);
         long_id[65] = '\0';
         before = checksum();
@@ -532,8 +523,8 @@ test_product_monolith_dataset(void **state)
         Mercato__Product__V1__ListProductsResponse *l = NULL;
 
         (void) state;
-        seed_products(g_db, 2);
-        harness_sql(g_mono,
+        seed_products(fx.db, 2);
+        harness_sql(fx.mono,
             "INSERT INTO products (id, name, price, stock) VALUES"
             " (1, 'mono-1', 42, 4), (2, 'mono-2', 43, 5), (3, 'mono-3', 44, 6)");
         assert_int_equal(get_product(1, true, &g), RPC_OK);
@@ -561,7 +552,7 @@ store_connect(void)
         db_conn *db = NULL;
         char err[512];
 
-        if (db_connect(g_db, tables, 2, &db, err, sizeof(err)) != RPC_OK) {
+        if (db_connect(fx.db, tables, 2, &db, err, sizeof(err)) != RPC_OK) {
                 fail_msg("connect: %s", err);
         }
         return db;
@@ -576,7 +567,7 @@ test_product_store_price(void **state)
         db_conn *db;
 
         (void) state;
-        seed_products(g_db, 2);
+        seed_products(fx.db, 2);
         db = store_connect();
         assert_int_equal(product_store_price(db, items, 2, err, sizeof(err)), RPC_OK);
         assert_int_equal(items[0].unit_price, 200);
@@ -597,7 +588,7 @@ test_product_store_reserve_release_commit(void **state)
         db_conn *db;
 
         (void) state;
-        seed_products(g_db, 3); /* stock 10, 20, 30 */
+        seed_products(fx.db, 3); /* stock 10, 20, 30 */
         db = store_connect();
 
         /* All or nothing: product 2 lacks stock, so product 1 keeps its stock too. */
@@ -628,9 +619,9 @@ test_product_store_reserve_release_commit(void **state)
         assert_int_equal(db_begin(db), RPC_OK);
         assert_int_equal(product_store_reserve(db, 101, items, 2, err, sizeof(err)), RPC_OK);
         assert_int_equal(db_commit(db), RPC_OK);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT stock FROM products WHERE id = 3"), 0);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT stock FROM products WHERE id = 1"), 5);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT stock FROM products WHERE id = 3"), 0);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT stock FROM products WHERE id = 1"), 5);
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT count(*) FROM reservations"
                              " WHERE order_id = 101 AND status = 'held'"),
             2);
@@ -645,9 +636,9 @@ test_product_store_reserve_release_commit(void **state)
         assert_int_equal(db_begin(db), RPC_OK);
         assert_int_equal(product_store_release(db, 101), RPC_OK);
         assert_int_equal(db_commit(db), RPC_OK);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT stock FROM products WHERE id = 3"), 30);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT stock FROM products WHERE id = 1"), 10);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT stock FROM products WHERE id = 3"), 30);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT stock FROM products WHERE id = 1"), 10);
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT count(*) FROM reservations"
                              " WHERE order_id = 101 AND status = 'released'"),
             2);
@@ -664,11 +655,11 @@ test_product_store_reserve_release_commit(void **state)
         assert_int_equal(product_store_commit_reservation(db, 103), RPC_OK);
         assert_int_equal(product_store_release(db, 103), RPC_OK);
         assert_int_equal(db_commit(db), RPC_OK);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT count(*) FROM reservations"
                              " WHERE order_id = 103 AND status = 'sold'"),
             2);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT stock FROM products WHERE id = 3"), 0);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT stock FROM products WHERE id = 3"), 0);
         db_close(db);
 }
 
@@ -719,7 +710,7 @@ test_product_store_reserve_concurrent_no_deadlock(void **state)
         pthread_t th[4];
 
         (void) state;
-        harness_sql(g_db,
+        harness_sql(fx.db,
             "INSERT INTO products (id, name, price, stock) SELECT g, 'p-' || g, 1,"
             " 1000 FROM generate_series(1, 5) g");
         for (int i = 0; i < 4; i++) {
@@ -730,8 +721,8 @@ test_product_store_reserve_concurrent_no_deadlock(void **state)
                 assert_int_equal(rs[i].failed, 0);
                 assert_int_equal(rs[i].ok, 40);
         }
-        assert_int_equal(harness_sql_i64(g_db, "SELECT sum(stock) FROM products"), 5000 - 800);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT sum(quantity) FROM reservations"), 800);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT sum(stock) FROM products"), 5000 - 800);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT sum(quantity) FROM reservations"), 800);
 }
 
 static void
@@ -741,16 +732,16 @@ test_product_store_seed(void **state)
         db_conn *db;
 
         (void) state;
-        harness_sql(g_db, "INSERT INTO products (id, name, price, stock) VALUES (999, 'x', 1, 1)");
-        harness_sql(g_db,
+        harness_sql(fx.db, "INSERT INTO products (id, name, price, stock) VALUES (999, 'x', 1, 1)");
+        harness_sql(fx.db,
             "INSERT INTO sales_daily (product_id, day, quantity)"
             " VALUES (1, current_date, 3)");
         db = store_connect();
         assert_int_equal(product_store_seed(db, &s), RPC_OK);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT count(*) FROM products"), 50);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT count(*) FROM sales_daily"), 0);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT count(*) FROM products"), 50);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT count(*) FROM sales_daily"), 0);
         assert_int_equal(
-            harness_sql_i64(g_db, "SELECT count(*) FROM products WHERE stock <> 7"), 0);
+            harness_sql_i64(fx.db, "SELECT count(*) FROM products WHERE stock <> 7"), 0);
         /* price = 100 + ((g * 7919 + seed) % 9901), exact although seed = 2^64 - 1 */
         for (uint64_t g = 1; g <= 50; g += 7) {
                 char sql[128];
@@ -758,9 +749,9 @@ test_product_store_seed(void **state)
 
                 snprintf(sql, sizeof(sql), "SELECT price FROM products WHERE id = %llu",
                     (unsigned long long) g);
-                assert_int_equal(harness_sql_i64(g_db, sql), (int64_t) want);
+                assert_int_equal(harness_sql_i64(fx.db, sql), (int64_t) want);
         }
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT count(*) FROM products"
                              " WHERE name = 'product-' || id"),
             50);

@@ -25,10 +25,7 @@
 #define COUPON_QUANTITY 10
 #define SEED 42
 
-static harness_cluster *g_cluster;
-static rpc_client *g_client;
-static const char *g_db;   /* the user database */
-static const char *g_mono; /* the monolith database */
+static harness_fixture fx;
 
 static void
 seed(const char *conninfo, int64_t balance)
@@ -52,11 +49,7 @@ static int
 group_setup(void **state)
 {
         (void) state;
-        g_cluster = harness_cluster_new("user", "[defaults]\nworkers = 8\n");
-        harness_cluster_start(g_cluster);
-        g_client = harness_client(g_cluster, "user");
-        g_db = harness_cluster_db(g_cluster, "user");
-        g_mono = harness_cluster_db(g_cluster, "monolith");
+        harness_fixture_start(&fx, "user", "user", "[defaults]\nworkers = 8\n");
         return 0;
 }
 
@@ -64,9 +57,7 @@ static int
 group_teardown(void **state)
 {
         (void) state;
-        rpc_client_free(g_client);
-        harness_cluster_free(g_cluster);
-        harness_cleanup();
+        harness_fixture_stop(&fx);
         return 0;
 }
 
@@ -75,15 +66,15 @@ static int
 test_setup(void **state)
 {
         (void) state;
-        seed(g_db, BALANCE);
-        seed(g_mono, MONO_BALANCE);
+        seed(fx.db, BALANCE);
+        seed(fx.mono, MONO_BALANCE);
         return 0;
 }
 
 static char *
 checksum(void)
 {
-        return ou_cluster_checksum(g_cluster);
+        return ou_cluster_checksum(fx.cluster);
 }
 
 static void
@@ -104,8 +95,8 @@ get_balance(int64_t user_id, bool mono, int64_t *ret_balance)
         rpc_status st;
 
         req.user_id = user_id;
-        st = ou_call(g_client, SVC "GetBalance", &req.base, &mercato__user__v1__balance__descriptor,
-            (ProtobufCMessage **) &resp, mono, NULL, 0);
+        st = ou_call(fx.client, SVC "GetBalance", &req.base,
+            &mercato__user__v1__balance__descriptor, (ProtobufCMessage **) &resp, mono, NULL, 0);
         if (st == RPC_OK) {
                 assert_int_equal(resp->user_id, user_id);
                 if (ret_balance != NULL) {
@@ -124,7 +115,7 @@ charge(int64_t user_id, int64_t amount, bool mono, Mercato__User__V1__ChargeBala
 
         req.user_id = user_id;
         req.amount = amount;
-        return ou_call(g_client, SVC "ChargeBalance", &req.base,
+        return ou_call(fx.client, SVC "ChargeBalance", &req.base,
             &mercato__user__v1__charge_balance_response__descriptor, (ProtobufCMessage **) ret,
             mono, NULL, 0);
 }
@@ -136,7 +127,7 @@ issue(int64_t user_id, int64_t coupon_id, bool mono, Mercato__User__V1__UserCoup
 
         req.user_id = user_id;
         req.coupon_id = coupon_id;
-        return ou_call(g_client, SVC "IssueCoupon", &req.base,
+        return ou_call(fx.client, SVC "IssueCoupon", &req.base,
             &mercato__user__v1__user_coupon__descriptor, (ProtobufCMessage **) ret, mono, NULL, 0);
 }
 
@@ -146,7 +137,7 @@ list_coupons(int64_t user_id, bool mono, Mercato__User__V1__ListCouponsResponse 
         Mercato__User__V1__ListCouponsRequest req = MERCATO__USER__V1__LIST_COUPONS_REQUEST__INIT;
 
         req.user_id = user_id;
-        return ou_call(g_client, SVC "ListCoupons", &req.base,
+        return ou_call(fx.client, SVC "ListCoupons", &req.base,
             &mercato__user__v1__list_coupons_response__descriptor, (ProtobufCMessage **) ret, mono,
             NULL, 0);
 }
@@ -166,27 +157,27 @@ static void
 test_user_seed_is_deterministic(void **state)
 {
         (void) state;
-        assert_int_equal(harness_sql_i64(g_db, "SELECT count(*) FROM users"), USERS);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT sum(balance) FROM users"), USERS * BALANCE);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT count(*) FROM users"), USERS);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT sum(balance) FROM users"), USERS * BALANCE);
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT count(*) FROM ledger WHERE kind = 'charge'"
                              " AND amount = 10000 AND order_id IS NULL"),
             USERS);
         /* coupon 1: FIXED 500 + (131 + 42) % 1500; coupon 2: PERCENT 5 + (2 + 42) % 26 */
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT value FROM coupons WHERE id = 1"
                              " AND kind = 'FIXED'"),
             500 + (131 + SEED) % 1500);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT value FROM coupons WHERE id = 2"
                              " AND kind = 'PERCENT'"),
             5 + (2 + SEED) % 26);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT count(*) FROM coupons WHERE quantity = 10"
                              " AND issued = 0"),
             COUPONS);
         for (int64_t u = 1; u <= 3; u++) {
-                assert_int_equal(ledger_gap(g_db, u), 0);
+                assert_int_equal(ledger_gap(fx.db, u), 0);
         }
 }
 
@@ -227,7 +218,7 @@ test_user_charge(void **state)
         assert_int_equal(resp->user_id, 5);
         assert_int_equal(resp->balance, BALANCE + 1234);
         assert_true(resp->ledger_id > 0);
-        assert_int_equal(ou_i64f(g_db,
+        assert_int_equal(ou_i64f(fx.db,
                              "SELECT count(*) FROM ledger WHERE id = %lld AND user_id = 5"
                              " AND kind = 'charge' AND amount = 1234 AND order_id IS NULL",
                              (long long) resp->ledger_id),
@@ -235,13 +226,13 @@ test_user_charge(void **state)
         protobuf_c_message_free_unpacked(&resp->base, NULL);
         assert_int_equal(get_balance(5, false, &balance), RPC_OK);
         assert_int_equal(balance, BALANCE + 1234);
-        assert_int_equal(ledger_gap(g_db, 5), 0);
+        assert_int_equal(ledger_gap(fx.db, 5), 0);
 
         /* The largest amount, on the monolith dataset; the user database stays as it was. */
         assert_int_equal(charge(5, 1000000000000LL, true, &resp), RPC_OK);
         assert_int_equal(resp->balance, MONO_BALANCE + 1000000000000LL);
         protobuf_c_message_free_unpacked(&resp->base, NULL);
-        assert_int_equal(ledger_gap(g_mono, 5), 0);
+        assert_int_equal(ledger_gap(fx.mono, 5), 0);
         assert_int_equal(get_balance(5, false, &balance), RPC_OK);
         assert_int_equal(balance, BALANCE + 1234);
 }
@@ -253,7 +244,7 @@ test_user_charge_bad_input(void **state)
 
         (void) state;
         /* A balance one charge away from overflowing. */
-        harness_sql(g_db, "UPDATE users SET balance = 9223372036854775000 WHERE id = 9");
+        harness_sql(fx.db, "UPDATE users SET balance = 9223372036854775000 WHERE id = 9");
         before = checksum();
         assert_int_equal(charge(5, 0, false, NULL), RPC_INVALID_ARGUMENT);
         assert_int_equal(charge(5, -1, false, NULL), RPC_INVALID_ARGUMENT);
@@ -278,7 +269,7 @@ test_user_charge_garbage_payload(void **state)
         char *before = checksum();
 
         (void) state;
-        assert_int_equal(rpc_client_call_raw(g_client, SVC "ChargeBalance", garbage,
+        assert_int_equal(rpc_client_call_raw(fx.client, SVC "ChargeBalance", garbage,
                              sizeof(garbage), &opts, &out, &out_len, NULL),
             RPC_INVALID_ARGUMENT);
         free(out);
@@ -300,11 +291,11 @@ test_user_charge_idempotency_key(void **state)
         (void) state;
         req.user_id = 11;
         req.amount = 300;
-        assert_int_equal(rpc_client_call(g_client, SVC "ChargeBalance", &req.base,
+        assert_int_equal(rpc_client_call(fx.client, SVC "ChargeBalance", &req.base,
                              &mercato__user__v1__charge_balance_response__descriptor,
                              (ProtobufCMessage **) &r1, &opts, NULL),
             RPC_OK);
-        assert_int_equal(rpc_client_call(g_client, SVC "ChargeBalance", &req.base,
+        assert_int_equal(rpc_client_call(fx.client, SVC "ChargeBalance", &req.base,
                              &mercato__user__v1__charge_balance_response__descriptor,
                              (ProtobufCMessage **) &r2, &opts, NULL),
             RPC_OK);
@@ -315,14 +306,15 @@ test_user_charge_idempotency_key(void **state)
         protobuf_c_message_free_unpacked(&r1->base, NULL);
         protobuf_c_message_free_unpacked(&r2->base, NULL);
         assert_int_equal(
-            harness_sql_i64(g_db, "SELECT count(*) FROM ledger WHERE user_id = 11"), 2);
+            harness_sql_i64(fx.db, "SELECT count(*) FROM ledger WHERE user_id = 11"), 2);
         assert_int_equal(
-            ou_i64f(g_db, "SELECT amount FROM ledger WHERE id = %lld", (long long) ledger_id), 300);
+            ou_i64f(fx.db, "SELECT amount FROM ledger WHERE id = %lld", (long long) ledger_id),
+            300);
 
         /* The key with another amount is refused, and changes nothing. */
         before = checksum();
         req.amount = 301;
-        assert_int_equal(rpc_client_call(g_client, SVC "ChargeBalance", &req.base,
+        assert_int_equal(rpc_client_call(fx.client, SVC "ChargeBalance", &req.base,
                              &mercato__user__v1__charge_balance_response__descriptor,
                              (ProtobufCMessage **) &r1, &opts, NULL),
             RPC_ALREADY_EXISTS);
@@ -363,7 +355,7 @@ test_user_issue_and_list_coupons(void **state)
         assert_int_equal(list->coupons[1]->coupon->coupon_id, 2);
         assert_int_equal(list->coupons[1]->coupon->issued, 1);
         protobuf_c_message_free_unpacked(&list->base, NULL);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT issued FROM coupons WHERE id = 2"), 1);
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT issued FROM coupons WHERE id = 2"), 1);
 
         /* The monolith dataset has its own holdings. */
         assert_int_equal(list_coupons(3, true, &list), RPC_OK);
@@ -378,7 +370,7 @@ test_user_coupon_bad_input(void **state)
         char *before;
 
         (void) state;
-        harness_sql(g_db,
+        harness_sql(fx.db,
             "INSERT INTO coupons (id, name, kind, value, quantity)"
             " VALUES (50, 'one-off', 'FIXED', 100, 1)");
         assert_int_equal(issue(1, 50, false, NULL), RPC_OK);
@@ -424,7 +416,7 @@ test_user_issue_coupon_concurrent_users(void **state)
         int sold_out = 0;
 
         (void) state;
-        harness_sql(g_db,
+        harness_sql(fx.db,
             "INSERT INTO coupons (id, name, kind, value, quantity)"
             " VALUES (60, 'rush', 'PERCENT', 10, 10)");
         for (int i = 0; i < 50; i++) {
@@ -437,8 +429,8 @@ test_user_issue_coupon_concurrent_users(void **state)
         }
         assert_int_equal(ok, 10);
         assert_int_equal(sold_out, 40);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT issued FROM coupons WHERE id = 60"), 10);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT issued FROM coupons WHERE id = 60"), 10);
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT count(*) FROM user_coupons"
                              " WHERE coupon_id = 60"),
             10);
@@ -463,8 +455,8 @@ test_user_issue_coupon_concurrent_same_user(void **state)
         }
         assert_int_equal(ok, 1);
         assert_int_equal(exists, 19);
-        assert_int_equal(harness_sql_i64(g_db, "SELECT issued FROM coupons WHERE id = 3"), 1);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db, "SELECT issued FROM coupons WHERE id = 3"), 1);
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT count(*) FROM user_coupons"
                              " WHERE coupon_id = 3 AND user_id = 8"),
             1);
@@ -502,7 +494,7 @@ test_user_charge_concurrent(void **state)
         }
         assert_int_equal(get_balance(12, false, &balance), RPC_OK);
         assert_int_equal(balance, BALANCE + 20 * 100 + 190);
-        assert_int_equal(ledger_gap(g_db, 12), 0);
+        assert_int_equal(ledger_gap(fx.db, 12), 0);
 }
 
 /*
@@ -516,7 +508,7 @@ store_conn(void)
         db_conn *db = NULL;
         char err[256];
 
-        assert_int_equal(db_connect(g_db, &user_stmts, 1, &db, err, sizeof(err)), RPC_OK);
+        assert_int_equal(db_connect(fx.db, &user_stmts, 1, &db, err, sizeof(err)), RPC_OK);
         return db;
 }
 
@@ -535,7 +527,7 @@ test_user_store_debit_and_refund(void **state)
         assert_int_equal(user_store_debit(db, 20, 700, 9001), RPC_OK);
         assert_int_equal(user_store_get_balance(db, 20, &balance), RPC_OK);
         assert_int_equal(balance, BALANCE - 700);
-        assert_int_equal(ledger_gap(g_db, 20), 0);
+        assert_int_equal(ledger_gap(fx.db, 20), 0);
 
         /* The refund gives it back once. */
         assert_int_equal(user_store_refund(db, 9001), RPC_OK);
@@ -543,8 +535,8 @@ test_user_store_debit_and_refund(void **state)
         assert_int_equal(user_store_get_balance(db, 20, &balance), RPC_OK);
         assert_int_equal(balance, BALANCE);
         assert_int_equal(
-            harness_sql_i64(g_db, "SELECT count(*) FROM ledger WHERE order_id = 9001"), 2);
-        assert_int_equal(ledger_gap(g_db, 20), 0);
+            harness_sql_i64(fx.db, "SELECT count(*) FROM ledger WHERE order_id = 9001"), 2);
+        assert_int_equal(ledger_gap(fx.db, 20), 0);
 
         /* Failures leave everything as it was. */
         before = checksum();
@@ -593,7 +585,7 @@ test_user_store_coupon_use_and_restore(void **state)
         assert_int_equal(discount, fixed);
         assert_int_equal(
             user_store_use_coupon(db, 30, 1, 7002, 10000, &discount), RPC_FAILED_PRECONDITION);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT used_order_id FROM user_coupons"
                              " WHERE user_id = 30 AND coupon_id = 1"),
             7001);
@@ -603,7 +595,7 @@ test_user_store_coupon_use_and_restore(void **state)
 
         assert_int_equal(user_store_restore_coupon(db, 7001), RPC_OK);
         assert_int_equal(user_store_restore_coupon(db, 7001), RPC_OK);
-        assert_int_equal(harness_sql_i64(g_db,
+        assert_int_equal(harness_sql_i64(fx.db,
                              "SELECT count(*) FROM user_coupons"
                              " WHERE user_id = 30 AND coupon_id = 1"
                              " AND used_order_id IS NULL"),
