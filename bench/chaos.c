@@ -1361,21 +1361,6 @@ default_build_root(void)
         return root;
 }
 
-static bool
-parse_double(const char *s, double lo, double hi, double *ret)
-{
-        char *end;
-        double v;
-
-        errno = 0;
-        v = strtod(s, &end);
-        if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi)) {
-                return false;
-        }
-        *ret = v;
-        return true;
-}
-
 int
 bench_chaos_main(int argc, char **argv)
 {
@@ -1447,19 +1432,19 @@ bench_chaos_main(int argc, char **argv)
                         mode = optarg;
                         break;
                 case O_DUR:
-                        if (!parse_double(optarg, 0.5, 3600, &o.duration_s)) {
+                        if (!bench_parse_double(optarg, 0.5, 3600, &o.duration_s)) {
                                 fprintf(stderr, "chaos: --duration must be 0.5..3600\n");
                                 code = 2;
                         }
                         break;
                 case O_CONV:
-                        if (!parse_double(optarg, 1, 3600, &o.converge_s)) {
+                        if (!bench_parse_double(optarg, 1, 3600, &o.converge_s)) {
                                 fprintf(stderr, "chaos: --converge-timeout must be 1..3600\n");
                                 code = 2;
                         }
                         break;
                 case O_SEED:
-                        if (!parse_double(optarg, 0, 1e15, &d)) {
+                        if (!bench_parse_double(optarg, 0, 1e15, &d)) {
                                 fprintf(stderr, "chaos: bad --seed\n");
                                 code = 2;
                         }
@@ -1467,7 +1452,7 @@ bench_chaos_main(int argc, char **argv)
                         o.w.seed = o.seed;
                         break;
                 case O_CLIENTS:
-                        if (!parse_double(optarg, 1, 256, &d)) {
+                        if (!bench_parse_double(optarg, 1, 256, &d)) {
                                 fprintf(stderr, "chaos: --clients must be 1..256\n");
                                 code = 2;
                         }

@@ -513,14 +513,10 @@ parse_clients(bench_ctx *x, const char *list, char *err, size_t errlen)
 static bool
 parse_seconds(const char *name, const char *v, double lo, double *ret, char *err, size_t errlen)
 {
-        char *end;
-        double d = strtod(v, &end);
-
-        if (*end != '\0' || !(d >= lo && d <= 3600)) {
+        if (!bench_parse_double(v, lo, 3600, ret)) {
                 snprintf(err, errlen, "--%s must be seconds in %g..3600, not '%s'", name, lo, v);
                 return false;
         }
-        *ret = d;
         return true;
 }
 

@@ -1287,21 +1287,6 @@ usage(FILE *f)
             "The workload options are those of every mercato-bench command.\n");
 }
 
-static bool
-parse_double(const char *s, double *ret)
-{
-        char *end;
-        double v;
-
-        errno = 0;
-        v = strtod(s, &end);
-        if (errno != 0 || end == s || *end != '\0' || !(v >= 0)) {
-                return false;
-        }
-        *ret = v;
-        return true;
-}
-
 int
 bench_replay_main(int argc, char **argv)
 {
@@ -1344,7 +1329,7 @@ bench_replay_main(int argc, char **argv)
                         conf_path = optarg;
                         break;
                 case 'c':
-                        if (!parse_double(optarg, &v) || v < 1 || v > 1024 || v != floor(v)) {
+                        if (!bench_parse_double(optarg, 1, 1024, &v) || v != floor(v)) {
                                 fprintf(
                                     stderr, "mercato-bench replay: --clients must be 1..1024\n");
                                 return 2;
@@ -1352,13 +1337,14 @@ bench_replay_main(int argc, char **argv)
                         o.clients = (int) v;
                         break;
                 case 'd':
-                        if (!parse_double(optarg, &o.duration_s) || o.duration_s <= 0) {
+                        if (!bench_parse_double(optarg, 0, HUGE_VAL, &o.duration_s)
+                            || o.duration_s <= 0) {
                                 fprintf(stderr, "mercato-bench replay: bad --duration\n");
                                 return 2;
                         }
                         break;
                 case 'W':
-                        if (!parse_double(optarg, &o.warmup_s)) {
+                        if (!bench_parse_double(optarg, 0, HUGE_VAL, &o.warmup_s)) {
                                 fprintf(stderr, "mercato-bench replay: bad --warmup\n");
                                 return 2;
                         }

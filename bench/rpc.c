@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 
 #include "bench.h"
 #include "rpc.h"
+#include "workload.h"
 
 #define MAX_LIST 16
 #define PING_SIZE 64
@@ -468,21 +470,6 @@ split_list(char *s, const char **items)
 }
 
 static bool
-parse_positive(const char *s, double *ret)
-{
-        char *end;
-        double v;
-
-        errno = 0;
-        v = strtod(s, &end);
-        if (errno != 0 || end == s || *end != '\0' || !(v >= 0)) {
-                return false;
-        }
-        *ret = v;
-        return true;
-}
-
-static bool
 parse_opts(int argc, char **argv, bench_opts *o, char **ret_lists)
 {
         static const struct option longopts[] = {
@@ -516,19 +503,20 @@ parse_opts(int argc, char **argv, bench_opts *o, char **ret_lists)
                         clients = ret_lists[1] = rpc_xstrdup(optarg);
                         break;
                 case 'd':
-                        if (!parse_positive(optarg, &o->duration_s) || o->duration_s <= 0) {
+                        if (!bench_parse_double(optarg, 0, HUGE_VAL, &o->duration_s)
+                            || o->duration_s <= 0) {
                                 fprintf(stderr, "mercato-bench rpc: bad --duration\n");
                                 return false;
                         }
                         break;
                 case 'W':
-                        if (!parse_positive(optarg, &o->warmup_s)) {
+                        if (!bench_parse_double(optarg, 0, HUGE_VAL, &o->warmup_s)) {
                                 fprintf(stderr, "mercato-bench rpc: bad --warmup\n");
                                 return false;
                         }
                         break;
                 case 'w':
-                        if (!parse_positive(optarg, &v) || v < 1 || v > 256) {
+                        if (!bench_parse_double(optarg, 1, 256, &v)) {
                                 fprintf(stderr, "mercato-bench rpc: bad --workers\n");
                                 return false;
                         }
@@ -560,7 +548,7 @@ parse_opts(int argc, char **argv, bench_opts *o, char **ret_lists)
         }
         n = split_list(clients, items);
         for (int i = 0; i < n; i++) {
-                if (!parse_positive(items[i], &v) || v < 1 || v > 1024) {
+                if (!bench_parse_double(items[i], 1, 1024, &v)) {
                         fprintf(stderr, "mercato-bench rpc: bad client count '%s'\n", items[i]);
                         return false;
                 }

@@ -51,15 +51,15 @@ parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *ret)
         return true;
 }
 
-static bool
-parse_fraction(const char *s, double *ret)
+bool
+bench_parse_double(const char *s, double lo, double hi, double *ret)
 {
         char *end;
         double v;
 
         errno = 0;
         v = strtod(s, &end);
-        if (errno != 0 || end == s || *end != '\0' || !(v >= 0.0 && v <= 1.0)) {
+        if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi)) {
                 return false;
         }
         *ret = v;
@@ -75,7 +75,7 @@ bench_workload_option(
 
         if (strcmp(name, "hot-fraction") == 0 || strcmp(name, "fail-fraction") == 0) {
                 double *d = name[0] == 'h' ? &w->hot_fraction : &w->fail_fraction;
-                if (!parse_fraction(value, d)) {
+                if (!bench_parse_double(value, 0.0, 1.0, d)) {
                         snprintf(
                             err, errlen, "--%s must be a number in 0..1, not '%s'", name, value);
                         return -1;

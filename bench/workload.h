@@ -42,6 +42,10 @@ typedef struct bench_workload {
 
 void bench_workload_defaults(bench_workload *w);
 
+/* Parses a whole decimal number in lo..hi (a command-line value) into *ret. False on
+ * anything else: empty, trailing characters, out of range or NaN. */
+bool bench_parse_double(const char *s, double lo, double hi, double *ret);
+
 /* Sets one shared option by its long name ("products", "users", "hot-fraction",
  * "fail-fraction", "seed", "stock", "balance"). Returns 1 if it was one and valid, 0 if
  * the name is not a workload option, -1 (with err) if the value is bad. */
