@@ -679,6 +679,34 @@ db_in_transaction(db_conn *c)
         return ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
 }
 
+rpc_status
+db_transaction(db_conn *c, int attempts, rpc_status (*fn)(db_conn *conn, void *arg), void *arg)
+{
+        rpc_status st = RPC_INTERNAL;
+
+        if (db_in_transaction(c)) {
+                return fn(c, arg);
+        }
+        for (int attempt = 0; attempt < attempts; attempt++) {
+                st = db_begin(c);
+                if (st != RPC_OK) {
+                        return st;
+                }
+                st = fn(c, arg);
+                if (st == RPC_OK) {
+                        st = db_commit(c);
+                }
+                if (st == RPC_OK) {
+                        return RPC_OK;
+                }
+                db_rollback(c);
+                if (!db_retryable(st)) {
+                        return st;
+                }
+        }
+        return st;
+}
+
 int64_t
 db_get_i64(const PGresult *res, int row, int col)
 {

@@ -117,6 +117,14 @@ rpc_status db_rollback_prepared(db_conn *conn, const char *gid) RPC_WARN_UNUSED;
 /* True if the connection is inside a transaction block (or a failed one). */
 bool db_in_transaction(db_conn *conn);
 
+/* Runs fn(conn, arg) in the caller's transaction if one is open; else in one of its own,
+ * committed when fn succeeds, rolled back when it or the commit fails, and run again, up
+ * to `attempts` runs in all, while the failure is retryable (db_retryable). fn runs again
+ * from the start on each run, so it must not keep what a rolled-back run wrote. Returns
+ * the last run's status. */
+rpc_status db_transaction(db_conn *conn, int attempts, rpc_status (*fn)(db_conn *conn, void *arg),
+    void *arg) RPC_WARN_UNUSED;
+
 /* Maps a SQLSTATE to the project's status:
  *   40001, 40P01 (serialization, deadlock)  ABORTED, retry the transaction
  *   55P03 (lock not available/lock_timeout) ABORTED

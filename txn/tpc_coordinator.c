@@ -372,35 +372,34 @@ finish_thread(void *arg)
         return NULL;
 }
 
+typedef struct done_args {
+        const txn_tpc_recovery_opts *o;
+        const txn_tpc_log_rec *rec;
+} done_args;
+
+static rpc_status
+done_tx(db_conn *db, void *arg)
+{
+        const done_args *a = arg;
+        rpc_status st = RPC_OK;
+
+        if (a->o->ops.finished != NULL) {
+                st = a->o->ops.finished(
+                    a->o->ops.arg, db, a->rec->txid, a->rec->decision, a->rec->reason);
+        }
+        if (st != RPC_OK) {
+                return st;
+        }
+        return txn_tpc_log_done(db, a->rec->gid);
+}
+
 /* In one local transaction: ops.finished, then the row done. */
 static rpc_status
 record_done(db_conn *db, const txn_tpc_recovery_opts *o, const txn_tpc_log_rec *rec)
 {
-        rpc_status st = RPC_INTERNAL;
+        done_args a = { .o = o, .rec = rec };
 
-        for (int attempt = 0; attempt < TPC_DONE_ATTEMPTS; attempt++) {
-                st = db_begin(db);
-                if (st != RPC_OK) {
-                        return st;
-                }
-                if (o->ops.finished != NULL) {
-                        st = o->ops.finished(o->ops.arg, db, rec->txid, rec->decision, rec->reason);
-                }
-                if (st == RPC_OK) {
-                        st = txn_tpc_log_done(db, rec->gid);
-                }
-                if (st == RPC_OK) {
-                        st = db_commit(db);
-                }
-                if (st == RPC_OK) {
-                        return RPC_OK;
-                }
-                db_rollback(db);
-                if (!db_retryable(st)) {
-                        return st;
-                }
-        }
-        return st;
+        return db_transaction(db, TPC_DONE_ATTEMPTS, done_tx, &a);
 }
 
 rpc_status

@@ -239,37 +239,33 @@ create_in_tx(db_conn *db, const order_new *o, int64_t *ret_order_id, int64_t *re
         return RPC_OK;
 }
 
+typedef struct create_args {
+        const order_new *o;
+        int64_t *ret_order_id;
+        int64_t *ret_created_at_ms;
+} create_args;
+
+static rpc_status
+create_tx(db_conn *db, void *arg)
+{
+        create_args *a = arg;
+
+        return create_in_tx(db, a->o, a->ret_order_id, a->ret_created_at_ms);
+}
+
 rpc_status
 order_store_create(
     db_conn *db, const order_new *o, int64_t *ret_order_id, int64_t *ret_created_at_ms)
 {
-        rpc_status st = RPC_OK;
-
         if (o->n_items == 0 || o->n_items > ORDER_ITEMS_MAX || o->items == NULL
             || (o->status != ORDER_PENDING && o->status != ORDER_CANCELLED)
             || order_mode_name(o->mode)[0] == '\0') {
                 return RPC_INVALID_ARGUMENT;
         }
-        if (db_in_transaction(db)) {
-                return create_in_tx(db, o, ret_order_id, ret_created_at_ms);
-        }
-        for (int attempt = 0; attempt < ORDER_TX_ATTEMPTS; attempt++) {
-                st = db_begin(db);
-                if (st != RPC_OK) {
-                        return st;
-                }
-                st = create_in_tx(db, o, ret_order_id, ret_created_at_ms);
-                if (st == RPC_OK) {
-                        st = db_commit(db);
-                }
-                if (st != RPC_OK) {
-                        db_rollback(db);
-                }
-                if (!db_retryable(st)) {
-                        return st;
-                }
-        }
-        return st;
+        create_args a
+            = { .o = o, .ret_order_id = ret_order_id, .ret_created_at_ms = ret_created_at_ms };
+
+        return db_transaction(db, ORDER_TX_ATTEMPTS, create_tx, &a);
 }
 
 /* After an update that changed no row: OK if the order is in state want already (and its

@@ -4,34 +4,36 @@
 /* Runs of a transaction that aborts. */
 #define TPC_TX_ATTEMPTS 3
 
+typedef struct begin_args {
+        const order_new *on;
+        const char *gid, *coordinator, *branches;
+        int64_t *ret_created_at_ms;
+} begin_args;
+
+static rpc_status
+begin_tx(db_conn *db, void *arg)
+{
+        begin_args *a = arg;
+        int64_t order_id = a->on->order_id;
+        rpc_status st = order_store_create(db, a->on, &order_id, a->ret_created_at_ms);
+
+        if (st != RPC_OK) {
+                return st;
+        }
+        return txn_tpc_log_begin(db, a->gid, a->coordinator, order_id, a->branches);
+}
+
 rpc_status
 order_tpc_begin(db_conn *db, const order_new *on, const char *gid, const char *coordinator,
     const char *branches, int64_t *ret_created_at_ms)
 {
-        int64_t order_id = on->order_id;
-        rpc_status st = RPC_INTERNAL;
+        begin_args a = { .on = on,
+                .gid = gid,
+                .coordinator = coordinator,
+                .branches = branches,
+                .ret_created_at_ms = ret_created_at_ms };
 
-        for (int attempt = 0; attempt < TPC_TX_ATTEMPTS; attempt++) {
-                st = db_begin(db);
-                if (st != RPC_OK) {
-                        return st;
-                }
-                st = order_store_create(db, on, &order_id, ret_created_at_ms);
-                if (st == RPC_OK) {
-                        st = txn_tpc_log_begin(db, gid, coordinator, order_id, branches);
-                }
-                if (st == RPC_OK) {
-                        st = db_commit(db);
-                }
-                if (st == RPC_OK) {
-                        return RPC_OK;
-                }
-                db_rollback(db);
-                if (!db_retryable(st)) {
-                        return st;
-                }
-        }
-        return st;
+        return db_transaction(db, TPC_TX_ATTEMPTS, begin_tx, &a);
 }
 
 rpc_status

@@ -111,35 +111,6 @@ const db_stmt_table user_stmts = {
         .n = sizeof(user_stmt_list) / sizeof(user_stmt_list[0]),
 };
 
-/* Runs fn(db, arg) in the caller's transaction if one is open, else in one of its own,
- * committed on success and retried when it aborts. */
-static rpc_status
-user_tx(db_conn *db, rpc_status (*fn)(db_conn *, void *), void *arg)
-{
-        rpc_status st = RPC_OK;
-
-        if (db_in_transaction(db)) {
-                return fn(db, arg);
-        }
-        for (int attempt = 0; attempt < USER_TX_ATTEMPTS; attempt++) {
-                st = db_begin(db);
-                if (st != RPC_OK) {
-                        return st;
-                }
-                st = fn(db, arg);
-                if (st == RPC_OK) {
-                        st = db_commit(db);
-                }
-                if (st != RPC_OK) {
-                        db_rollback(db);
-                }
-                if (!db_retryable(st)) {
-                        return st;
-                }
-        }
-        return st;
-}
-
 static user_discount_kind
 kind_from_text(const char *s)
 {
@@ -369,7 +340,7 @@ user_store_issue_coupon(db_conn *db, int64_t user_id, int64_t coupon_id, user_co
         issue_args a = { .user_id = user_id, .coupon_id = coupon_id, .rec = &rec };
         rpc_status st;
 
-        st = user_tx(db, issue_tx, &a);
+        st = db_transaction(db, USER_TX_ATTEMPTS, issue_tx, &a);
         /* a.what is unset when NOT_FOUND came from the database (SQLSTATE 42704). */
         if (st == RPC_NOT_FOUND && ret_what != NULL && a.what != NULL) {
                 *ret_what = a.what;
@@ -474,7 +445,7 @@ user_store_use_coupon(db_conn *db, int64_t user_id, int64_t coupon_id, int64_t o
         };
         rpc_status st;
 
-        st = user_tx(db, use_tx, &a);
+        st = db_transaction(db, USER_TX_ATTEMPTS, use_tx, &a);
         if (st == RPC_OK) {
                 *ret_discount = a.discount;
         }
@@ -537,7 +508,7 @@ user_store_debit(db_conn *db, int64_t user_id, int64_t amount, int64_t order_id)
         if (amount <= 0 || amount > USER_AMOUNT_MAX) {
                 return RPC_INVALID_ARGUMENT;
         }
-        return user_tx(db, debit_tx, &a);
+        return db_transaction(db, USER_TX_ATTEMPTS, debit_tx, &a);
 }
 
 rpc_status

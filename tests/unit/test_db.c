@@ -575,6 +575,67 @@ test_db_unique_violation_is_already_exists(void **state)
         db_close(c);
 }
 
+/* A body for db_transaction: inserts item id (the next one each run), then fails with the
+ * statuses of fail[] in turn (OK once they run out). */
+typedef struct tx_body {
+        int64_t id;
+        const rpc_status *fail;
+        int n_fail;
+        int runs;
+} tx_body;
+
+static rpc_status
+tx_insert(db_conn *c, void *arg)
+{
+        tx_body *b = arg;
+        rpc_status st = insert_item(c, b->id + b->runs, "tx", 1);
+
+        b->runs++;
+        if (st != RPC_OK) {
+                return st;
+        }
+        return b->runs <= b->n_fail ? b->fail[b->runs - 1] : RPC_OK;
+}
+
+/* db_transaction commits a body that succeeds, rolls back and reruns one that aborts, up to
+ * its attempts, gives up at once on any other failure, and inside an open transaction runs
+ * the body once and leaves the commit to the caller. */
+static void
+test_db_transaction_retries_aborted_only(void **state)
+{
+        static const rpc_status aborted[] = { RPC_ABORTED, RPC_ABORTED, RPC_ABORTED };
+        static const rpc_status refused[] = { RPC_FAILED_PRECONDITION };
+        db_conn *c = connect_test();
+
+        (void) state;
+        tx_body retried = { .id = 1300, .fail = aborted, .n_fail = 2 };
+        assert_int_equal(db_transaction(c, 3, tx_insert, &retried), RPC_OK);
+        assert_int_equal(retried.runs, 3);
+        assert_false(db_in_transaction(c));
+        assert_int_equal(count_items(1300, 1309), 1); /* the third run's row alone */
+        assert_int_equal(count_items(1302, 1302), 1);
+
+        tx_body exhausted = { .id = 1310, .fail = aborted, .n_fail = 3 };
+        assert_int_equal(db_transaction(c, 3, tx_insert, &exhausted), RPC_ABORTED);
+        assert_int_equal(exhausted.runs, 3);
+        assert_int_equal(count_items(1310, 1319), 0);
+
+        tx_body final = { .id = 1320, .fail = refused, .n_fail = 1 };
+        assert_int_equal(db_transaction(c, 3, tx_insert, &final), RPC_FAILED_PRECONDITION);
+        assert_int_equal(final.runs, 1);
+        assert_false(db_in_transaction(c));
+        assert_int_equal(count_items(1320, 1329), 0);
+
+        tx_body nested = { .id = 1330 };
+        assert_int_equal(db_begin(c), RPC_OK);
+        assert_int_equal(db_transaction(c, 3, tx_insert, &nested), RPC_OK);
+        assert_true(db_in_transaction(c));
+        assert_int_equal(count_items(1330, 1339), 0); /* not committed yet */
+        assert_int_equal(db_commit(c), RPC_OK);
+        assert_int_equal(count_items(1330, 1339), 1);
+        db_close(c);
+}
+
 static void
 test_db_check_violation_is_failed_precondition(void **state)
 {
@@ -1061,6 +1122,7 @@ main(void)
                 cmocka_unit_test(test_db_exec_refuses_bad_calls),
                 cmocka_unit_test(test_db_connect_bad_statement_is_internal),
                 cmocka_unit_test(test_db_unique_violation_is_already_exists),
+                cmocka_unit_test(test_db_transaction_retries_aborted_only),
                 cmocka_unit_test(test_db_check_violation_is_failed_precondition),
                 cmocka_unit_test(test_db_bad_input_is_invalid_argument),
                 cmocka_unit_test(test_db_commit_of_aborted_transaction_is_aborted),
