@@ -1049,49 +1049,46 @@ raw_thread(void *arg)
  * Good calls
  */
 
+/* One good call; true when it succeeded, else its status goes to stderr. */
 static bool
-good_get_product(rpc_client *cl, int64_t id)
+good_read(rpc_client *cl, const char *name, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *out, int64_t id)
 {
-        Mercato__Product__V1__GetProductRequest req
-            = MERCATO__PRODUCT__V1__GET_PRODUCT_REQUEST__INIT;
         rpc_call_opts opts = { .timeout_ms = 30000, .no_retry = true };
         ProtobufCMessage *resp = NULL;
         rpc_error err = { 0 };
         rpc_status st;
 
-        req.product_id = id;
-        st = rpc_client_call(cl, "/mercato.product.v1.ProductService/GetProduct", &req.base,
-            &mercato__product__v1__get_product_response__descriptor, &resp, &opts, &err);
+        st = rpc_client_call(cl, name, req, out, &resp, &opts, &err);
         if (resp != NULL) {
                 protobuf_c_message_free_unpacked(resp, NULL);
         }
         if (st != RPC_OK) {
-                fprintf(stderr, "good GetProduct %lld: %s %s\n", (long long) id,
-                    rpc_status_name(st), err.message);
+                fprintf(stderr, "good %s %lld: %s %s\n", name, (long long) id, rpc_status_name(st),
+                    err.message);
         }
         return st == RPC_OK;
+}
+
+static bool
+good_get_product(rpc_client *cl, int64_t id)
+{
+        Mercato__Product__V1__GetProductRequest req
+            = MERCATO__PRODUCT__V1__GET_PRODUCT_REQUEST__INIT;
+
+        req.product_id = id;
+        return good_read(cl, "/mercato.product.v1.ProductService/GetProduct", &req.base,
+            &mercato__product__v1__get_product_response__descriptor, id);
 }
 
 static bool
 good_get_balance(rpc_client *cl, int64_t id)
 {
         Mercato__User__V1__GetBalanceRequest req = MERCATO__USER__V1__GET_BALANCE_REQUEST__INIT;
-        rpc_call_opts opts = { .timeout_ms = 30000, .no_retry = true };
-        ProtobufCMessage *resp = NULL;
-        rpc_error err = { 0 };
-        rpc_status st;
 
         req.user_id = id;
-        st = rpc_client_call(cl, MU_USER "GetBalance", &req.base,
-            &mercato__user__v1__balance__descriptor, &resp, &opts, &err);
-        if (resp != NULL) {
-                protobuf_c_message_free_unpacked(resp, NULL);
-        }
-        if (st != RPC_OK) {
-                fprintf(stderr, "good GetBalance %lld: %s %s\n", (long long) id,
-                    rpc_status_name(st), err.message);
-        }
-        return st == RPC_OK;
+        return good_read(
+            cl, MU_USER "GetBalance", &req.base, &mercato__user__v1__balance__descriptor, id);
 }
 
 static bool
