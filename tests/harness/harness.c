@@ -303,6 +303,30 @@ print_log(const harness_cluster *c, int i)
         fclose(f);
 }
 
+/* True when something accepts TCP connections at a "tcp://127.0.0.1:PORT" address. */
+static bool
+port_accepts(const char *address)
+{
+        const char *colon = strrchr(address, ':');
+        struct sockaddr_in sa = { .sin_family = AF_INET };
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        bool ok;
+
+        if (fd < 0 || colon == NULL) {
+                die("cannot probe %s", address);
+        }
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_port = htons((uint16_t) atoi(colon + 1));
+        ok = connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0;
+        close(fd);
+        return ok;
+}
+
+/* Asks Health only once the port accepts, so that the probe's nng client never dials a
+ * refused port. Once in three CI runs, LeakSanitizer charged a test with nng 1.5.2's own
+ * dialer and pipe objects (2.5 kB, allocated by nng_dial and nng's threads) from a probe
+ * made while the service was still starting; a probe whose dial connects at once is what
+ * every other client of the tests does, and none has leaked. */
 static void
 wait_healthy(harness_cluster *c, int i)
 {
@@ -314,7 +338,8 @@ wait_healthy(harness_cluster *c, int i)
                         print_log(c, i);
                         die("%s exited during start-up", c->names[i]);
                 }
-                if (rpc_health_once(c->addresses[i], 300) == RPC_OK) {
+                if (port_accepts(c->addresses[i])
+                    && rpc_health_once(c->addresses[i], 300) == RPC_OK) {
                         return;
                 }
                 usleep(200 * 1000);
