@@ -206,6 +206,8 @@ summarise(const load_result *run, mode_result *r)
                 } else {
                         r->cancelled++;
                         r->by_reason[o->want.kind]++;
+                        r->timeouts += strcmp(o->reason, "timeout") == 0;
+                        r->participant_errors += strcmp(o->reason, "participant_error") == 0;
                 }
                 if (done != (o->want.kind == BENCH_KIND_OK)
                     || (!done && strcmp(o->reason, bench_kind_reason(o->want.kind)) != 0)) {

@@ -25,6 +25,8 @@ typedef struct mode_result {
         uint64_t errors;                   /* calls that failed, or orders never seen terminal */
         uint64_t unexpected;               /* orders that did not end as they were built to */
         uint64_t by_reason[BENCH_N_KINDS]; /* cancelled, by the reason it was built for */
+        uint64_t timeouts;                 /* cancelled with reason timeout, as it ended */
+        uint64_t participant_errors;       /* ... with reason participant_error */
         double orders_per_s;
         double p50_ms, p99_ms, p999_ms; /* to the terminal state */
         double *latency_ms;             /* sorted, one per order of the window that ended */

@@ -764,10 +764,10 @@ ops_finish(void *arg, db_conn *db, const char *branch, const char *gid, bool com
 }
 
 static rpc_status
-ops_finished(void *arg, db_conn *db, int64_t txid, txn_tpc_decision decision, const char *reason)
+ops_finished(void *arg, db_conn *db, const txn_tpc_log_rec *rec)
 {
         (void) arg;
-        return order_tpc_finished(db, txid, decision, reason);
+        return order_tpc_finished(db, rec);
 }
 
 static rpc_status
@@ -886,14 +886,15 @@ place_tpc(client *c, order_request *r, order_out *out)
                 if (jobs[i].st == RPC_OK && reason == NULL) {
                         reason = jobs[i].vote.reason != NULL && jobs[i].vote.reason[0] != '\0'
                             ? jobs[i].vote.reason
-                            : "timeout";
+                            : ORDER_REASON_PARTICIPANT_ERROR;
                 } else if (jobs[i].st != RPC_OK) {
                         snprintf(c->err, sizeof(c->err), "%s did not vote: %s", jobs[i].name,
                             jobs[i].err);
                 }
         }
         if (!all_yes && reason == NULL) {
-                reason = "timeout";
+                /* In process, a branch that did not vote erred: no clock runs out here. */
+                reason = ORDER_REASON_PARTICIPANT_ERROR;
         }
         st = txn_tpc_log_decide(odb, gid, all_yes ? TXN_TPC_COMMIT : TXN_TPC_ABORT,
             all_yes ? "" : reason, 0, &decision);

@@ -50,13 +50,15 @@ report_table(const mode_result *r, size_t n)
         for (size_t i = 0; i < n; i++) {
                 const mode_result *m = &r[i];
                 printf("%s: %llu orders in %.1f s, %llu completed, %llu cancelled "
-                       "(%llu insufficient_balance, %llu out_of_stock, %llu payment_declined), "
+                       "(built for: %llu insufficient_balance, %llu out_of_stock, %llu "
+                       "payment_declined; ended as: %llu timeout, %llu participant_error), "
                        "%llu errors, %llu not as built\n",
                     m->mode, (unsigned long long) m->orders, m->seconds,
                     (unsigned long long) m->completed, (unsigned long long) m->cancelled,
                     (unsigned long long) m->by_reason[BENCH_KIND_NO_BALANCE],
                     (unsigned long long) m->by_reason[BENCH_KIND_NO_STOCK],
                     (unsigned long long) m->by_reason[BENCH_KIND_DECLINED],
+                    (unsigned long long) m->timeouts, (unsigned long long) m->participant_errors,
                     (unsigned long long) m->errors, (unsigned long long) m->unexpected);
                 if (m->observed) {
                         printf("  observers: %llu reads judged, %llu dirty (%llu balance, %llu "
@@ -120,6 +122,9 @@ mode_json(const mode_result *m)
             m->orders > 0 ? m->lock_wait_s * 1000 / (double) m->orders : 0.0);
 
         json_object_set_new(o, "sustained_orders_per_s", json_real(m->sustained_orders_per_s));
+        json_object_set_new(o, "cancelled_timeout", json_integer((json_int_t) m->timeouts));
+        json_object_set_new(
+            o, "cancelled_participant_error", json_integer((json_int_t) m->participant_errors));
         json_object_set_new(o, "observers",
             m->observed ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I}", "reads",
                 (json_int_t) m->obs.reads, "unjudged", (json_int_t) m->obs.unjudged, "dirty_reads",

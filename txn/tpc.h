@@ -15,11 +15,20 @@
  * The protocol (see the NOTES of tpc_coordinator.c)
  *
  * A global transaction is named by a GID "<coordinator>:<epoch>:<txid>" (under 200 bytes):
- * the coordinator's id, a counter it increments durably at each start, and its own id of
- * the transaction (the order id), so a GID is never reused. Each branch prepares under the
- * branch GID "<GID>:<branch>" (the XA branch qualifier), since PostgreSQL's prepared
- * transaction ids are unique across the whole server, and the branches' databases may
- * share one server. The coordinator logs the
+ * the coordinator's id, an epoch it draws durably at each start, and its own id of the
+ * transaction (the order id). Each branch prepares under the branch GID "<GID>:<branch>"
+ * (the XA branch qualifier), since the branches' databases may share one server.
+ *
+ * PostgreSQL's prepared-transaction ids are unique across the whole server, not per
+ * database: a PREPARE TRANSACTION whose id another database on the server holds prepared
+ * fails ("transaction identifier is already in use"), and a COMMIT or ROLLBACK PREPARED
+ * issued from the wrong database fails too. Two coordinators with the same id whose
+ * branches share a server (two clusters on one PostgreSQL, each with coordinator "order"
+ * and order ids from 1) would therefore fail each other's prepares. So the epoch is not a
+ * counter but a random draw in 1..2^53-1, made by PostgreSQL and never equal to the one
+ * before: two coordinators collide only if they draw the same epoch (about 1 in 2^53 per
+ * pair), and one coordinator never reuses a GID, since its txids grow within an epoch and
+ * a re-seed that restarts them draws a new one. The coordinator logs the
  * transaction (undecided) before the first prepare, asks every branch to prepare in
  * parallel, makes its decision durable in its log, then commits (or rolls back) every
  * branch in parallel and marks the log row done. Recovery re-drives what is not done; a
@@ -30,7 +39,7 @@
  *   txn_tpc_marker  participants: (gid, aborted): a prepared branch's marker, committed with
  *                   the branch; or the record that the gid was rolled back (aborted true),
  *                   which refuses a late prepare
- *   txn_tpc_epoch   coordinator: its epoch counter
+ *   txn_tpc_epoch   coordinator: its current epoch
  *   txn_tpc_log     coordinator: one row per global transaction: participants, decision,
  *                   created_at (the prepares begin), decided_at, done_at
  */
@@ -221,8 +230,8 @@ rpc_status txn_tpc_handle_list_prepared(rpc_call *call, const txn_tpc_participan
  * Coordinator side
  */
 
-/* Increments the coordinator's epoch durably (its own statement, committed) and returns
- * the new value: 1 the first time. */
+/* Draws the coordinator's next epoch durably (its own statement, committed) and returns
+ * it: a random 1..2^53-1, never the previous one (see the protocol above). */
 rpc_status txn_tpc_next_epoch(
     db_conn *db, const char *coordinator, int64_t *ret_epoch) RPC_WARN_UNUSED;
 
@@ -262,7 +271,16 @@ typedef struct txn_tpc_log_rec {
         int64_t created_at_ms; /* the prepares begin */
         int64_t decided_at_ms;
         int64_t done_at_ms;
+        /* A branch that answered with an error instead of a vote: "" when none. */
+        char failed_branch[TXN_TPC_NAME_MAX + 1];
+        char failed_status[24];
+        char failed_message[256];
 } txn_tpc_log_rec;
+
+/* Records, on an undecided row, the branch that answered with an error and how (the abort
+ * decision follows). OK also when the row is decided already: that decision stands. */
+rpc_status txn_tpc_log_failed(db_conn *db, const char *gid, const char *branch, const char *status,
+    const char *message) RPC_WARN_UNUSED;
 
 /* Inside the caller's open transaction: logs a new global transaction, undecided.
  * participants: the branch names, space-separated. ALREADY_EXISTS if the gid is logged. */
@@ -316,8 +334,7 @@ typedef struct txn_tpc_ops {
             txn_tpc_prepared **ret_list, size_t *ret_n);
         /* Inside db's open transaction, once every branch of txid confirmed: records the
          * business outcome (the order cancelled with reason, or completed), idempotently. */
-        rpc_status (*finished)(
-            void *arg, db_conn *db, int64_t txid, txn_tpc_decision decision, const char *reason);
+        rpc_status (*finished)(void *arg, db_conn *db, const txn_tpc_log_rec *rec);
         /* True while a live coordinator drives gid (a GID). May be NULL. */
         bool (*in_flight)(void *arg, const char *gid);
         /* Opens the coordinator's own connection (with txn_tpc_stmts and whatever finished

@@ -226,6 +226,23 @@ rec_read(const PGresult *res, int r, txn_tpc_log_rec *rec)
         rec->created_at_ms = db_get_i64(res, r, 6);
         rec->decided_at_ms = db_get_i64(res, r, 7);
         rec->done_at_ms = db_get_i64(res, r, 8);
+        snprintf(rec->failed_branch, sizeof(rec->failed_branch), "%s", db_get_str(res, r, 9));
+        snprintf(rec->failed_status, sizeof(rec->failed_status), "%s", db_get_str(res, r, 10));
+        snprintf(rec->failed_message, sizeof(rec->failed_message), "%s", db_get_str(res, r, 11));
+}
+
+rpc_status
+txn_tpc_log_failed(db_conn *db, const char *gid, const char *branch, const char *status,
+    const char *message)
+{
+        db_params p;
+
+        db_params_init(&p);
+        db_params_str(&p, gid);
+        db_params_str(&p, branch);
+        db_params_str(&p, status);
+        db_params_str(&p, message);
+        return db_exec(db, "txn_tpc_log_failed", &p, NULL);
 }
 
 rpc_status
@@ -384,8 +401,7 @@ done_tx(db_conn *db, void *arg)
         rpc_status st = RPC_OK;
 
         if (a->o->ops.finished != NULL) {
-                st = a->o->ops.finished(
-                    a->o->ops.arg, db, a->rec->txid, a->rec->decision, a->rec->reason);
+                st = a->o->ops.finished(a->o->ops.arg, db, a->rec);
         }
         if (st != RPC_OK) {
                 return st;

@@ -69,9 +69,13 @@ static const db_stmt tpc_stmt_list[] = {
             " WHERE ($2::boolean OR database = current_database())"
             " AND left(gid, length($1)) = $1 ORDER BY prepared, gid",
             2 },
+        /* A random epoch in 1..2^53-1, never the one before: see txn/tpc.h. */
         { "txn_tpc_epoch_next",
-            "INSERT INTO txn_tpc_epoch AS e (coordinator, epoch) VALUES ($1, 1)"
-            " ON CONFLICT (coordinator) DO UPDATE SET epoch = e.epoch + 1, started_at = now()"
+            "INSERT INTO txn_tpc_epoch AS e (coordinator, epoch)"
+            " VALUES ($1, 1 + floor(random() * 9007199254740990)::bigint)"
+            " ON CONFLICT (coordinator) DO UPDATE SET started_at = now(),"
+            " epoch = CASE WHEN EXCLUDED.epoch = e.epoch"
+            "              THEN e.epoch % 9007199254740990 + 1 ELSE EXCLUDED.epoch END"
             " RETURNING epoch",
             1 },
         { "txn_tpc_log_begin",
@@ -84,6 +88,11 @@ static const db_stmt tpc_stmt_list[] = {
             " WHERE gid = $1 AND decision IS NULL"
             " AND created_at <= clock_timestamp() - $4::bigint * interval '1 millisecond'",
             4 },
+        /* $1 gid, $2 branch, $3 status, $4 message: before an abort decision. */
+        { "txn_tpc_log_failed",
+            "UPDATE txn_tpc_log SET failed_branch = $2, failed_status = $3, failed_message = $4"
+            " WHERE gid = $1 AND decision IS NULL",
+            4 },
         { "txn_tpc_log_done",
             "UPDATE txn_tpc_log SET done_at = clock_timestamp() WHERE gid = $1 AND done_at IS NULL",
             1 },
@@ -91,7 +100,8 @@ static const db_stmt tpc_stmt_list[] = {
         "gid, coordinator, txid, participants, coalesce(decision, ''), reason,"                    \
         " (extract(epoch FROM created_at) * 1000)::bigint,"                                        \
         " coalesce((extract(epoch FROM decided_at) * 1000)::bigint, 0),"                           \
-        " coalesce((extract(epoch FROM done_at) * 1000)::bigint, 0)"
+        " coalesce((extract(epoch FROM done_at) * 1000)::bigint, 0),"                              \
+        " failed_branch, failed_status, failed_message"
         { "txn_tpc_log_get", "SELECT " TPC_LOG_COLUMNS " FROM txn_tpc_log WHERE gid = $1", 1 },
         /* $1 coordinator (NULL: all), $2 undecided age ms (< 0: all), $3 limit. */
         { "txn_tpc_log_open",

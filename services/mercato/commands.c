@@ -932,6 +932,11 @@ print_order_record(const json_t *o)
         if (jstr(o, "reason")[0] != '\0') {
                 kv("reason", "%s", jstr(o, "reason"));
         }
+        if (json_is_object(jobj(o, "failure"))) {
+                const json_t *f = jobj(o, "failure");
+                kv("failure", "%s: %s: %s", jstr(f, "branch"), jstr(f, "status"),
+                    jstr(f, "message"));
+        }
         kv("mode", "%s", mode_name(o));
         kv("user", "%lld", (long long) jint(o, "user_id"));
         for (i = 0; i < json_array_size(jobj(o, "items")); i++) {

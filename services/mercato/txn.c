@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "db.h"
+#include "order_store.h"
 #include "tpc.h"
 
 /* The most databases a topology names. */
@@ -79,13 +80,17 @@ dbs_open(cli *c, txn_dbs *d)
                         continue;
                 }
                 txn_db *t = &d->dbs[d->n++];
+                /* The coordinator's database also answers what failed on an order. */
+                const db_stmt_table tables[] = { txn_tpc_stmts, order_stmts };
+                bool is_order = strcmp(sections[i], "order") == 0;
                 t->section = sections[i];
                 t->conninfo = conninfo;
-                if (db_connect(conninfo, &txn_tpc_stmts, 1, &t->db, t->error, sizeof(t->error))
+                if (db_connect(conninfo, tables, is_order ? 2 : 1, &t->db, t->error,
+                        sizeof(t->error))
                     != RPC_OK) {
                         t->db = NULL;
                 }
-                if (strcmp(sections[i], "order") == 0) {
+                if (is_order) {
                         d->log = t->db;
                 }
         }
@@ -272,6 +277,13 @@ print_show(cli *c, json_t *out)
                 printf("branches  %s\n", json_string_value(json_object_get(log, "participants")));
                 printf("done      %s\n",
                     json_integer_value(json_object_get(log, "done_at_ms")) > 0 ? "yes" : "no");
+                const json_t *f = json_object_get(log, "failure");
+                if (json_is_object(f)) {
+                        printf("failure   %s: %s: %s\n",
+                            json_string_value(json_object_get(f, "branch")),
+                            json_string_value(json_object_get(f, "status")),
+                            json_string_value(json_object_get(f, "message")));
+                }
         } else {
                 printf("decision  (not in the coordinator log)\n");
         }
@@ -305,7 +317,17 @@ show(cli *c, txn_dbs *d, const char *gid)
         json_t *out = json_pack("{s:s}", "gid", gid);
 
         if (d->log != NULL && txn_tpc_log_get(d->log, gid, &rec) == RPC_OK) {
-                json_object_set_new(out, "log", log_json(&rec));
+                json_t *log = log_json(&rec);
+                order_rec o;
+                if (order_store_get(d->log, rec.txid, &o) == RPC_OK) {
+                        if (o.failure.branch[0] != '\0') {
+                                json_object_set_new(log, "failure",
+                                    json_pack("{s:s, s:s, s:s}", "branch", o.failure.branch,
+                                        "status", o.failure.status, "message", o.failure.message));
+                        }
+                        order_rec_fini(&o);
+                }
+                json_object_set_new(out, "log", log);
         } else {
                 json_object_set_new(out, "log", json_null());
         }
@@ -375,7 +397,7 @@ cli_txn_resolve_run(cli *c, const cli_args *a)
         st = d.log != NULL ? txn_tpc_log_get(d.log, gid, &rec) : RPC_NOT_FOUND;
         if (st == RPC_OK) {
                 st = txn_tpc_log_decide(d.log, gid, commit ? TXN_TPC_COMMIT : TXN_TPC_ABORT,
-                    commit ? "" : "timeout", 0, &decision);
+                    commit ? "" : "resolved", 0, &decision);
                 if (st != RPC_OK) {
                         cli_error(st, "coordinator log: %s", db_errmsg(d.log));
                         dbs_close(&d);

@@ -52,8 +52,9 @@ check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, bool c
 }
 
 /* payment.captured: the last step; the order completes, unless order.complete is
- * switched: `fail` cancels it (reason timeout) and compensates every step, `timeout` does
- * not answer, so that the saga deadline cancels it, unless it ended already. */
+ * switched: `fail` cancels it (reason participant_error, failure branch "order") and
+ * compensates every step, `timeout` does not answer, so that the saga deadline cancels it,
+ * unless it ended already. */
 static rpc_status
 on_captured(rpc_call *call, svc *s, db_conn *db, const Mercato__Event__V1__SagaOrder *so,
     order_saga_outcome *ret_end)
@@ -74,8 +75,18 @@ on_captured(rpc_call *call, svc *s, db_conn *db, const Mercato__Event__V1__SagaO
                         rpc_call_set_message(call, "order.complete does not answer (step switch)");
                 }
                 return st;
-        case SVC_STEP_FAIL:
-                return order_saga_cancel(s, db, so->order_id, SAGA_REASON_TIMEOUT, true, ret_end);
+        case SVC_STEP_FAIL: {
+                order_failure f;
+                order_failure_set(
+                    &f, "order", RPC_INTERNAL, "order.complete failed (step switch)");
+                /* On the PENDING order only: if it ended already, that end stands. */
+                st = order_store_set_failure(db, so->order_id, &f);
+                if (st != RPC_OK) {
+                        return st;
+                }
+                return order_saga_cancel(
+                    s, db, so->order_id, ORDER_REASON_PARTICIPANT_ERROR, true, ret_end);
+        }
         case SVC_STEP_OK:
         default:
                 return order_saga_complete(s, db, so->order_id, so->discount, ret_end);

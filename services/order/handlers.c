@@ -26,6 +26,14 @@ order_msg(rpc_call *call, const order_rec *rec, Mercato__Order__V1__Order *msg)
         msg->mode = (Mercato__Order__V1__Mode) rec->mode;
         msg->created_at_ms = rec->created_at_ms;
         msg->updated_at_ms = rec->updated_at_ms;
+        if (rec->failure.branch[0] != '\0') {
+                Mercato__Order__V1__OrderFailure *f = rpc_call_alloc(call, sizeof(*f));
+                mercato__order__v1__order_failure__init(f);
+                f->branch = rpc_call_strdup(call, rec->failure.branch);
+                f->status = rpc_call_strdup(call, rec->failure.status);
+                f->message = rpc_call_strdup(call, rec->failure.message);
+                msg->failure = f;
+        }
         msg->n_items = rec->n_items;
         msg->items
             = rpc_call_alloc(call, (rec->n_items > 0 ? rec->n_items : 1) * sizeof(*msg->items));

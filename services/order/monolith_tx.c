@@ -30,8 +30,9 @@
  * is the step's business failure: out_of_stock, coupon_invalid (only for an order with a
  * coupon: without one the step does not run), insufficient_balance, payment_declined; on
  * order.create it is an INTERNAL error with nothing recorded, and on order.complete a
- * cancellation with reason timeout. `timeout` on any step cancels the order with reason
- * timeout: the step never answered. Either way the transaction rolls back first, like any
+ * cancellation with reason participant_error (failure branch "order", INTERNAL): the step
+ * failed with an error rather than a business "no". `timeout` on any step cancels the
+ * order with reason timeout: the step never answered. Either way the transaction rolls back first, like any
  * business failure, so nothing but the cancelled order remains.
  */
 #include <stdarg.h>
@@ -233,8 +234,13 @@ mono_run(db_conn *db, order_mono *o)
                 return fail_db(db, o, st, "capture");
         }
 
-        /* The order cannot be completed: everything before is undone, as on a timeout. */
-        if ((cancel = step_switch(o, "order", "complete", "timeout")) != NULL) {
+        /* The order cannot be completed: everything before is undone. */
+        if ((cancel = step_switch(o, "order", "complete", ORDER_REASON_PARTICIPANT_ERROR))
+            != NULL) {
+                if (strcmp(cancel, ORDER_REASON_PARTICIPANT_ERROR) == 0) {
+                        order_failure_set(&o->failure, "order", RPC_INTERNAL,
+                            "order.complete failed (step switch)");
+                }
                 return business(db, o, cancel);
         }
         st = product_store_commit_reservation(db, o->order_id);
@@ -273,6 +279,7 @@ mono_record_cancelled(db_conn *db, order_mono *o)
                 .status = ORDER_CANCELLED,
                 .reason = o->reason,
                 .idempotency_key = o->r->idempotency_key,
+                .failure = o->failure.branch[0] != '\0' ? &o->failure : NULL,
         };
         rpc_status st;
 

@@ -43,6 +43,22 @@ typedef struct order_line {
         int64_t unit_price;
 } order_line;
 
+/* The cancel reason of an order whose branch or step answered with an error instead of a
+ * vote or a business "no"; order_failure says which and how. */
+#define ORDER_REASON_PARTICIPANT_ERROR "participant_error"
+
+/* What failed, for an order cancelled with ORDER_REASON_PARTICIPANT_ERROR: empty strings
+ * otherwise. */
+typedef struct order_failure {
+        char branch[65];   /* "product", "user", "payment" or "order" (a branch name) */
+        char status[24];   /* rpc_status_name: "UNAVAILABLE" */
+        char message[256]; /* what the branch or the transport said */
+} order_failure;
+
+/* Fills f from a status and a printf-style message (cut to fit). */
+void order_failure_set(order_failure *f, const char *branch, rpc_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* What order_store_create writes. */
 typedef struct order_new {
         int64_t order_id; /* 0: a fresh id from the sequence; else this one, which
@@ -58,6 +74,7 @@ typedef struct order_new {
         order_state status;          /* PENDING, or CANCELLED to record a failed order */
         const char *reason;          /* NULL or "" unless CANCELLED */
         const char *idempotency_key; /* NULL or "" for none */
+        const order_failure *failure; /* NULL, or what failed (reason participant_error) */
 } order_new;
 
 /* An order as read back. reason and items are malloc'd: order_rec_fini frees them. */
@@ -75,6 +92,7 @@ typedef struct order_rec {
         int64_t updated_at_ms;
         order_line *items; /* by product id */
         size_t n_items;
+        order_failure failure; /* set when reason is participant_error */
 } order_rec;
 
 /* Frees what a rec holds (not the rec). Accepts NULL. */
@@ -106,6 +124,16 @@ rpc_status order_store_complete(
 /* PENDING -> CANCELLED with a reason. Idempotent: OK if CANCELLED already. NOT_FOUND for
  * no such order, FAILED_PRECONDITION if COMPLETED. */
 rpc_status order_store_cancel(db_conn *db, int64_t order_id, const char *reason) RPC_WARN_UNUSED;
+
+/* order_store_cancel, also recording what failed (f may be NULL: nothing). */
+rpc_status order_store_cancel_failed(
+    db_conn *db, int64_t order_id, const char *reason, const order_failure *f) RPC_WARN_UNUSED;
+
+/* Records what failed on a PENDING order (cancel it next, with reason
+ * ORDER_REASON_PARTICIPANT_ERROR). OK also when the order is no longer PENDING: the first
+ * end won, and its record stands. */
+rpc_status order_store_set_failure(
+    db_conn *db, int64_t order_id, const order_failure *f) RPC_WARN_UNUSED;
 
 /* One order with its items into *ret_rec (order_rec_fini it). NOT_FOUND if none. */
 rpc_status order_store_get(db_conn *db, int64_t order_id, order_rec *ret_rec) RPC_WARN_UNUSED;

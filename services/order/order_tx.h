@@ -59,6 +59,7 @@ typedef struct order_mono {
         int64_t created_at_ms;
         int64_t updated_at_ms;
         const char *reason; /* ORDER_MONO_CANCELLED */
+        order_failure failure; /* ORDER_MONO_CANCELLED with reason participant_error */
         rpc_status st;      /* ORDER_MONO_ERROR */
         char msg[256];      /* ORDER_MONO_ERROR */
 } order_mono;
@@ -109,8 +110,8 @@ rpc_status order_tpc_prepare_own(db_conn *db, const char *own_gid, int64_t order
     int64_t *ret_updated_at_ms) RPC_WARN_UNUSED;
 
 /* Inside the open transaction, once every branch confirmed (txn_tpc_ops.finished): an
- * aborted order is CANCELLED with reason (timeout when none), idempotently. */
-rpc_status order_tpc_finished(
-    db_conn *db, int64_t txid, txn_tpc_decision decision, const char *reason) RPC_WARN_UNUSED;
+ * aborted order is CANCELLED with the log row's reason (timeout when none: presumed abort)
+ * and, for participant_error, the branch that failed, idempotently. */
+rpc_status order_tpc_finished(db_conn *db, const txn_tpc_log_rec *rec) RPC_WARN_UNUSED;
 
 #endif

@@ -44,7 +44,14 @@
  * already (the compensation came): the late delivery is then acked, refused. order.create:
  * `fail` is an INTERNAL error before anything is written; `timeout` creates the order
  * without its first event, so the deadline cancels it. order.complete: `fail` cancels with
- * reason timeout and compensates at once; `timeout` leaves it to the deadline.
+ * reason participant_error (the failure on the order says "order", INTERNAL) and
+ * compensates at once; `timeout` leaves it to the deadline.
+ *
+ * Reasons: a step's business "no" travels back as its reason; `timeout` means the saga
+ * deadline ([order] saga_timeout_ms) really passed. A participant that answers a delivery
+ * with an error does not end the saga: the relay retries it (it may be transient) until
+ * the deadline, and the error stays in the delivery's last_error and, after its attempts,
+ * in the dead letters (`mercato txn list`).
  *
  * Crash rules: every step's state is in its database, committed with its event. A crash
  * before a commit loses the step and its event together (the relay delivers the event

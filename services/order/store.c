@@ -1,4 +1,5 @@
 /* store.c: the order service's SQL: orders and their items, state changes, history, seeding. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,17 +13,18 @@
 #define ORDER_COLUMNS                                                                              \
         "o.id, o.user_id, o.status, o.reason, o.total, o.discount, o.amount,"                      \
         " coalesce(o.coupon_id, 0), o.mode, (extract(epoch FROM o.created_at) * 1000)::bigint,"    \
-        " (extract(epoch FROM o.updated_at) * 1000)::bigint"
+        " (extract(epoch FROM o.updated_at) * 1000)::bigint, o.failure_branch,"                 \
+        " o.failure_status, o.failure_message"
 
 static const db_stmt order_stmt_list[] = {
         { "order_next_id", "SELECT nextval(pg_get_serial_sequence('orders', 'id'))", 0 },
         { "order_insert",
             "INSERT INTO orders (id, user_id, status, reason, total, discount, amount, coupon_id,"
-            " mode, idempotency_key)"
+            " mode, idempotency_key, failure_branch, failure_status, failure_message)"
             " VALUES (coalesce($1::bigint, nextval(pg_get_serial_sequence('orders', 'id'))),"
-            " $2, $3, $4, $5, $6, $5::bigint - $6::bigint, $7, $8, $9)"
+            " $2, $3, $4, $5, $6, $5::bigint - $6::bigint, $7, $8, $9, $10, $11, $12)"
             " RETURNING id, (extract(epoch FROM created_at) * 1000)::bigint",
-            9 },
+            12 },
         /* $2, $3, $4 are bigint[] literals "{1,2,3}" of one length: one round trip. */
         { "order_insert_items",
             "INSERT INTO order_items (order_id, product_id, quantity, unit_price)"
@@ -38,6 +40,15 @@ static const db_stmt order_stmt_list[] = {
             "UPDATE orders SET status = 'CANCELLED', reason = $2, updated_at = now()"
             " WHERE id = $1 AND status = 'PENDING'",
             2 },
+        { "order_cancel_failed",
+            "UPDATE orders SET status = 'CANCELLED', reason = $2, updated_at = now(),"
+            " failure_branch = $3, failure_status = $4, failure_message = $5"
+            " WHERE id = $1 AND status = 'PENDING'",
+            5 },
+        { "order_failure",
+            "UPDATE orders SET failure_branch = $2, failure_status = $3, failure_message = $4"
+            " WHERE id = $1 AND status = 'PENDING'",
+            4 },
         { "order_state",
             "SELECT status, (extract(epoch FROM updated_at) * 1000)::bigint FROM orders"
             " WHERE id = $1",
@@ -112,6 +123,18 @@ state_from_name(const char *name)
                 }
         }
         return (order_state) 0;
+}
+
+void
+order_failure_set(order_failure *f, const char *branch, rpc_status st, const char *fmt, ...)
+{
+        va_list ap;
+
+        snprintf(f->branch, sizeof(f->branch), "%s", branch);
+        snprintf(f->status, sizeof(f->status), "%s", rpc_status_name(st));
+        va_start(ap, fmt);
+        vsnprintf(f->message, sizeof(f->message), fmt, ap);
+        va_end(ap);
 }
 
 void
@@ -209,6 +232,9 @@ create_in_tx(db_conn *db, const order_new *o, int64_t *ret_order_id, int64_t *re
         } else {
                 db_params_null(&p);
         }
+        db_params_str(&p, o->failure != NULL ? o->failure->branch : "");
+        db_params_str(&p, o->failure != NULL ? o->failure->status : "");
+        db_params_str(&p, o->failure != NULL ? o->failure->message : "");
         st = db_exec(db, "order_insert", &p, &res);
         if (st != RPC_OK) {
                 return st;
@@ -322,6 +348,12 @@ order_store_complete(db_conn *db, int64_t order_id, int64_t discount, int64_t *r
 rpc_status
 order_store_cancel(db_conn *db, int64_t order_id, const char *reason)
 {
+        return order_store_cancel_failed(db, order_id, reason, NULL);
+}
+
+rpc_status
+order_store_cancel_failed(db_conn *db, int64_t order_id, const char *reason, const order_failure *f)
+{
         int64_t rows = 0;
         db_params p;
         rpc_status st;
@@ -329,11 +361,30 @@ order_store_cancel(db_conn *db, int64_t order_id, const char *reason)
         db_params_init(&p);
         db_params_i64(&p, order_id);
         db_params_str(&p, reason != NULL ? reason : "");
-        st = db_exec_count(db, "order_cancel", &p, &rows);
+        if (f != NULL) {
+                db_params_str(&p, f->branch);
+                db_params_str(&p, f->status);
+                db_params_str(&p, f->message);
+        }
+        st = db_exec_count(db, f != NULL ? "order_cancel_failed" : "order_cancel", &p, &rows);
         if (st != RPC_OK) {
                 return st;
         }
         return rows == 1 ? RPC_OK : state_is(db, order_id, ORDER_CANCELLED, NULL);
+}
+
+rpc_status
+order_store_set_failure(db_conn *db, int64_t order_id, const order_failure *f)
+{
+        int64_t rows = 0;
+        db_params p;
+
+        db_params_init(&p);
+        db_params_i64(&p, order_id);
+        db_params_str(&p, f->branch);
+        db_params_str(&p, f->status);
+        db_params_str(&p, f->message);
+        return db_exec_count(db, "order_failure", &p, &rows);
 }
 
 /* Reads row r of an ORDER_COLUMNS result into rec (no items yet). */
@@ -352,6 +403,9 @@ rec_read(const PGresult *res, int r, order_rec *rec)
         rec->mode = order_mode_from_name(db_get_str(res, r, 8));
         rec->created_at_ms = db_get_i64(res, r, 9);
         rec->updated_at_ms = db_get_i64(res, r, 10);
+        snprintf(rec->failure.branch, sizeof(rec->failure.branch), "%s", db_get_str(res, r, 11));
+        snprintf(rec->failure.status, sizeof(rec->failure.status), "%s", db_get_str(res, r, 12));
+        snprintf(rec->failure.message, sizeof(rec->failure.message), "%s", db_get_str(res, r, 13));
 }
 
 /* Reads the items of n orders (of any order) with one statement. */

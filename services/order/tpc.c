@@ -27,8 +27,15 @@
  *                                      the reason and the row done, in one transaction
  *
  * The reason is the first "no" in step order (out_of_stock, coupon_invalid or
- * insufficient_balance, payment_declined); a branch that did not vote in time
- * ([order] prepare_timeout_ms, default 5000), or failed to vote, gives "timeout".
+ * insufficient_balance, payment_declined). With no "no", the first branch in step order
+ * (the order's own last) that did not vote yes gives it: "timeout" when its vote did not
+ * arrive in time ([order] prepare_timeout_ms, default 5000: DEADLINE_EXCEEDED), and
+ * "participant_error" when it answered with an error instead of a vote (a transport
+ * error, UNAVAILABLE from an open breaker or a stopping peer, INTERNAL, ABORTED from a
+ * lock timeout). A participant_error's branch, status and message go into the log row
+ * before the decision (the order's row is locked by its own prepared branch), and onto
+ * the order with its cancellation, so GetOrder and `mercato txn show` tell what failed,
+ * also when recovery finishes the abort.
  *
  * Recovery (txn_tpc_recovery, a thread started by order_tpc_start) finishes what a crash
  * or an unreachable participant left: it re-drives every decision not done, and presumes
@@ -268,10 +275,10 @@ ops_list_prepared(void *arg, db_conn *db, const char *branch, const char *prefix
 /* Every branch confirmed: an aborted order is CANCELLED (idempotent); a committed one is
  * COMPLETED by its own branch already. */
 static rpc_status
-ops_finished(void *arg, db_conn *db, int64_t txid, txn_tpc_decision decision, const char *reason)
+ops_finished(void *arg, db_conn *db, const txn_tpc_log_rec *rec)
 {
         (void) arg;
-        return order_tpc_finished(db, txid, decision, reason);
+        return order_tpc_finished(db, rec);
 }
 
 static rpc_status
@@ -494,6 +501,7 @@ typedef struct tpc_order {
         int64_t discount;
         int64_t created_at_ms;
         int64_t updated_at_ms;
+        order_failure failure;         /* what failed, for participant_error */
         char gid[TXN_TPC_GID_MAX];     /* the GID */
         char own_gid[TXN_TPC_GID_MAX]; /* its own branch's: "<gid>:order" */
 } tpc_order;
@@ -536,15 +544,21 @@ prepare_thread(void *arg)
 }
 
 /* The coordinator's own branch: the order COMPLETED and its event, prepared. Returns NULL
- * for a yes, else the reason of the no. */
+ * for a yes, "timeout" for the step switch `timeout`, or participant_error (with
+ * *failure filled) when the branch failed. */
 static const char *
-prepare_own(db_conn *db, tpc_order *o)
+prepare_own(db_conn *db, tpc_order *o, order_failure *failure)
 {
         svc_step_result sw = svc_step(svc_conf(coord.s), "order", "complete");
         rpc_status st;
 
-        if (sw != SVC_STEP_OK) {
-                return "timeout"; /* the order cannot be completed */
+        if (sw == SVC_STEP_TIMEOUT) {
+                return "timeout"; /* the order's own vote never comes */
+        }
+        if (sw == SVC_STEP_FAIL) {
+                order_failure_set(
+                    failure, TPC_OWN, RPC_INTERNAL, "order.complete failed (step switch)");
+                return ORDER_REASON_PARTICIPANT_ERROR;
         }
         st = order_tpc_prepare_own(db, o->own_gid, o->order_id, o->r->user_id, o->total,
             o->discount, o->lines, o->n, &o->updated_at_ms);
@@ -553,7 +567,8 @@ prepare_own(db_conn *db, tpc_order *o)
         }
         fprintf(stderr, "mercato-order: 2pc %s: own branch: %s: %s\n", o->gid, rpc_status_name(st),
             db_errmsg(db));
-        return "timeout";
+        order_failure_set(failure, TPC_OWN, st, "%s", db_errmsg(db));
+        return st == RPC_DEADLINE_EXCEEDED ? "timeout" : ORDER_REASON_PARTICIPANT_ERROR;
 }
 
 /* Answers with the order as stored (or as known, if it cannot be read). */
@@ -603,6 +618,7 @@ record_cancelled(
                 .status = ORDER_CANCELLED,
                 .reason = reason,
                 .idempotency_key = o->r->idempotency_key,
+                .failure = strcmp(reason, ORDER_REASON_PARTICIPANT_ERROR) == 0 ? &o->failure : NULL,
         };
         rpc_status st;
 
@@ -697,9 +713,14 @@ quote(tpc_order *o, const char **ret_reason)
         }
         v = (const Mercato__Txn__V1__Vote *) msg;
         if (!v->yes) {
-                *ret_reason = v->reason != NULL && strcmp(v->reason, "coupon_invalid") == 0
-                    ? "coupon_invalid"
-                    : "timeout";
+                if (v->reason != NULL && strcmp(v->reason, "coupon_invalid") == 0) {
+                        *ret_reason = "coupon_invalid";
+                } else {
+                        /* Quote has no other "no": an answer it should not give. */
+                        order_failure_set(&o->failure, part_names[P_USER], RPC_INTERNAL,
+                            "Quote voted no with reason '%s'", v->reason != NULL ? v->reason : "");
+                        *ret_reason = ORDER_REASON_PARTICIPANT_ERROR;
+                }
                 return RPC_OK;
         }
         if (v->discount < 0 || v->discount > o->total) {
@@ -737,9 +758,17 @@ begin_order(db_conn *db, tpc_order *o)
         return order_tpc_begin(db, &on, o->gid, coord.id, TPC_BRANCHES, &o->created_at_ms);
 }
 
+/* The reason a branch that did not vote yes gives, by its call's status (see NOTES). */
+static const char *
+missing_vote_reason(rpc_status st)
+{
+        return st == RPC_DEADLINE_EXCEEDED ? "timeout" : ORDER_REASON_PARTICIPANT_ERROR;
+}
+
 /* The prepare phase: the three remote branches on threads, the own one here. Returns NULL
- * when every branch voted yes in time, else the reason to cancel with; prepared[] tells
- * which branches may hold a prepared transaction. */
+ * when every branch voted yes in time, else the reason to cancel with (NOTES), with
+ * o->failure filled for participant_error; *own_prepared tells whether the own branch
+ * holds a prepared transaction. */
 static const char *
 prepare_all(db_conn *db, tpc_order *o, bool *own_prepared)
 {
@@ -748,8 +777,10 @@ prepare_all(db_conn *db, tpc_order *o, bool *own_prepared)
         bool started[N_PARTS] = { false };
         Mercato__Txn__V1__Item items[ORDER_ITEMS_MAX];
         Mercato__Txn__V1__Item *ptrs[ORDER_ITEMS_MAX];
+        order_failure own_failure = { 0 };
         const char *own;
         const char *reason = NULL;
+        const char *missing = NULL; /* the first branch's without a vote, in step order */
         bool all_yes = true;
 
         for (size_t i = 0; i < o->n; i++) {
@@ -766,7 +797,9 @@ prepare_all(db_conn *db, tpc_order *o, bool *own_prepared)
                 j->client = coord.clients[i];
                 j->timeout_ms = coord.prepare_timeout_ms;
                 if (txn_tpc_branch_gid(j->gid, o->gid, part_names[i]) != RPC_OK) {
-                        return "timeout"; /* cannot happen: names and gid are valid */
+                        /* cannot happen: names and gid are valid */
+                        order_failure_set(&o->failure, TPC_OWN, RPC_INTERNAL, "bad branch gid");
+                        return ORDER_REASON_PARTICIPANT_ERROR;
                 }
                 j->req.gid = j->gid;
                 j->req.order_id = o->order_id;
@@ -785,34 +818,61 @@ prepare_all(db_conn *db, tpc_order *o, bool *own_prepared)
                         prepare_thread(&jobs[i]);
                 }
         }
-        own = prepare_own(db, o);
+        own = prepare_own(db, o, &own_failure);
         *own_prepared = own == NULL;
         for (int i = 0; i < N_PARTS; i++) {
                 if (started[i]) {
                         pthread_join(threads[i], NULL);
                 }
         }
-        /* The first "no" in step order; a missing vote is a timeout. */
+        /* The first "no" in step order; else the first branch without a vote. */
         for (int i = 0; i < N_PARTS; i++) {
-                if (jobs[i].st == RPC_OK && jobs[i].yes) {
+                const prepare_job *j = &jobs[i];
+                if (j->st == RPC_OK && j->yes) {
                         continue;
                 }
                 all_yes = false;
-                if (jobs[i].st == RPC_OK && reason == NULL) {
-                        reason = rpc_call_strdup(
-                            o->call, jobs[i].reason[0] != '\0' ? jobs[i].reason : "timeout");
-                } else if (jobs[i].st != RPC_OK) {
+                if (j->st == RPC_OK && j->reason[0] != '\0') {
+                        if (reason == NULL) {
+                                reason = rpc_call_strdup(o->call, j->reason);
+                        }
+                        continue;
+                }
+                if (j->st == RPC_OK) {
+                        /* A "no" without a reason: no participant answers so. */
+                        fprintf(stderr, "mercato-order: 2pc %s: %s voted no without a reason\n",
+                            o->gid, part_names[i]);
+                } else {
                         fprintf(stderr, "mercato-order: 2pc %s: %s did not vote: %s: %s\n", o->gid,
-                            part_names[i], rpc_status_name(jobs[i].st), jobs[i].msg);
+                            part_names[i], rpc_status_name(j->st), j->msg);
+                }
+                if (missing == NULL) {
+                        missing = j->st == RPC_OK ? ORDER_REASON_PARTICIPANT_ERROR
+                                                  : missing_vote_reason(j->st);
+                        if (j->st == RPC_OK) {
+                                order_failure_set(&o->failure, part_names[i], RPC_INTERNAL,
+                                    "voted no without a reason");
+                        } else {
+                                order_failure_set(
+                                    &o->failure, part_names[i], j->st, "%s", j->msg);
+                        }
                 }
         }
         if (own != NULL) {
                 all_yes = false;
+                if (missing == NULL) {
+                        missing = own;
+                        o->failure = own_failure;
+                }
         }
         if (all_yes) {
                 return NULL;
         }
-        return reason != NULL ? reason : "timeout";
+        if (reason != NULL) {
+                memset(&o->failure, 0, sizeof(o->failure)); /* a business "no" decides */
+                return reason;
+        }
+        return missing;
 }
 
 /* After a decision: every branch finished as decided, the outcome recorded, the row done.
@@ -828,13 +888,16 @@ finish_all(
         snprintf(rec.gid, sizeof(rec.gid), "%s", o->gid);
         snprintf(rec.coordinator, sizeof(rec.coordinator), "%s", coord.id);
         snprintf(rec.reason, sizeof(rec.reason), "%s", reason != NULL ? reason : "");
+        snprintf(rec.failed_branch, sizeof(rec.failed_branch), "%s", o->failure.branch);
+        snprintf(rec.failed_status, sizeof(rec.failed_status), "%s", o->failure.status);
+        snprintf(rec.failed_message, sizeof(rec.failed_message), "%s", o->failure.message);
         /* An own branch that never prepared was rolled back here already. */
         snprintf(rec.participants, sizeof(rec.participants), "%s",
             own_prepared || decision == TXN_TPC_COMMIT ? TPC_BRANCHES : "product user payment");
         st = txn_tpc_drive(db, &ro, &rec);
         if (st != RPC_OK && decision == TXN_TPC_ABORT && !own_prepared) {
                 /* The order is cancelled now; recovery rolls the rest back later. */
-                (void) ops_finished(NULL, db, o->order_id, decision, reason);
+                (void) ops_finished(NULL, db, &rec);
         }
         inflight_remove(o->gid);
         if (st != RPC_OK) {
@@ -922,6 +985,14 @@ place(rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResp
                 crash_if(CRASH_AFTER_PREPARE);
                 st = txn_tpc_log_decide(db, o->gid, TXN_TPC_COMMIT, "", 0, &decision);
         } else {
+                if (strcmp(reason, ORDER_REASON_PARTICIPANT_ERROR) == 0
+                    && txn_tpc_log_failed(db, o->gid, o->failure.branch, o->failure.status,
+                           o->failure.message)
+                        != RPC_OK) {
+                        /* The reason still says it; only the detail is lost. */
+                        fprintf(stderr, "mercato-order: 2pc %s: failure not recorded: %s\n",
+                            o->gid, db_errmsg(db));
+                }
                 st = txn_tpc_log_decide(db, o->gid, TXN_TPC_ABORT, reason, 0, &decision);
         }
         if (st != RPC_OK || decision == TXN_TPC_UNDECIDED) {

@@ -66,14 +66,21 @@ order_tpc_prepare_own(db_conn *db, const char *own_gid, int64_t order_id, int64_
 }
 
 rpc_status
-order_tpc_finished(db_conn *db, int64_t txid, txn_tpc_decision decision, const char *reason)
+order_tpc_finished(db_conn *db, const txn_tpc_log_rec *rec)
 {
+        order_failure f = { 0 };
         rpc_status st;
 
-        if (decision != TXN_TPC_ABORT) {
+        if (rec->decision != TXN_TPC_ABORT) {
                 return RPC_OK;
         }
-        st = order_store_cancel(db, txid, reason != NULL && reason[0] != '\0' ? reason : "timeout");
+        if (rec->failed_branch[0] != '\0') {
+                snprintf(f.branch, sizeof(f.branch), "%s", rec->failed_branch);
+                snprintf(f.status, sizeof(f.status), "%s", rec->failed_status);
+                snprintf(f.message, sizeof(f.message), "%s", rec->failed_message);
+        }
+        st = order_store_cancel_failed(db, rec->txid,
+            rec->reason[0] != '\0' ? rec->reason : "timeout", f.branch[0] != '\0' ? &f : NULL);
         /* No such order (a re-seed emptied it), or it completed: nothing to record. */
         return st == RPC_NOT_FOUND || st == RPC_FAILED_PRECONDITION ? RPC_OK : st;
 }

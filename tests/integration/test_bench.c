@@ -79,7 +79,8 @@ static const char *const mode_fields[] = { "mode", "clients", "seconds", "orders
         "latency_ms", "completed", "cancelled", "compensated", "completed_pct", "cancelled_pct",
         "compensated_pct", "errors", "unexpected", "cancelled_by_reason", "quiet", "convergence_s",
         "lock_wait_s", "lock_wait_ms_per_order", "observers", "dirty_reads", "tpc", "check",
-        "invariant_violations", "replay", "sustained_orders_per_s", NULL };
+        "invariant_violations", "replay", "sustained_orders_per_s", "cancelled_timeout",
+        "cancelled_participant_error", NULL };
 
 static void
 test_compare_short_run(void **state)
@@ -116,6 +117,10 @@ test_compare_short_run(void **state)
                 assert_true(json_integer_value(json_object_get(m, "cancelled")) > 0);
                 assert_int_equal(json_integer_value(json_object_get(m, "unexpected")), 0);
                 assert_int_equal(json_integer_value(json_object_get(m, "errors")), 0);
+                /* Nothing but the built failures: no deadline passed, no branch erred. */
+                assert_int_equal(json_integer_value(json_object_get(m, "cancelled_timeout")), 0);
+                assert_int_equal(
+                    json_integer_value(json_object_get(m, "cancelled_participant_error")), 0);
                 /* The check passed, after the system went quiet. */
                 assert_true(json_is_true(json_object_get(m, "quiet")));
                 assert_true(json_is_true(json_object_get(json_object_get(m, "check"), "ok")));

@@ -347,7 +347,7 @@ CASE_TEST(test_modes_debit_fail, .service = "user", .step = "debit", .value = "f
 CASE_TEST(test_modes_capture_fail, .service = "payment", .step = "capture", .value = "fail",
     .reason = "payment_declined", .reason_plain = "payment_declined")
 CASE_TEST(test_modes_complete_fail, .service = "order", .step = "complete", .value = "fail",
-    .reason = "timeout", .reason_plain = "timeout")
+    .reason = "participant_error", .reason_plain = "participant_error")
 
 CASE_TEST(test_modes_create_timeout, .service = "order", .step = "create", .value = "timeout",
     .reason = "timeout", .reason_plain = "timeout")

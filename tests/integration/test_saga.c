@@ -597,7 +597,7 @@ test_saga_step_switches(void **state)
                 { "user", "coupon", "coupon_invalid", 11, 4 },
                 { "user", "debit", "insufficient_balance", 12, 5 },
                 { "payment", "capture", "payment_declined", 13, 6 },
-                { "order", "complete", "timeout", 14, 7 },
+                { "order", "complete", "participant_error", 14, 7 },
         };
         const int64_t items[] = { 9, 1, 10, 3 };
         const int64_t one[] = { 9, 1 };

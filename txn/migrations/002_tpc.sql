@@ -17,8 +17,9 @@ CREATE TABLE txn_tpc_marker (
         created_at timestamptz NOT NULL DEFAULT now()
 );
 
--- The coordinator's epoch: a counter per coordinator id, incremented durably at each
--- start, so a GID <coordinator>:<epoch>:<txid> is never reused even when txids restart.
+-- The coordinator's epoch per coordinator id, drawn anew durably at each start (a random
+-- 1..2^53-1, never the previous one: txn/tpc.h says why), so a GID
+-- <coordinator>:<epoch>:<txid> is never reused even when txids restart.
 CREATE TABLE txn_tpc_epoch (
         coordinator text PRIMARY KEY,
         epoch bigint NOT NULL CHECK (epoch > 0),
