@@ -232,8 +232,8 @@ rec_read(const PGresult *res, int r, txn_tpc_log_rec *rec)
 }
 
 rpc_status
-txn_tpc_log_failed(db_conn *db, const char *gid, const char *branch, const char *status,
-    const char *message)
+txn_tpc_log_failed(
+    db_conn *db, const char *gid, const char *branch, const char *status, const char *message)
 {
         db_params p;
 

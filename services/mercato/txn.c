@@ -85,8 +85,8 @@ dbs_open(cli *c, txn_dbs *d)
                 bool is_order = strcmp(sections[i], "order") == 0;
                 t->section = sections[i];
                 t->conninfo = conninfo;
-                if (db_connect(conninfo, tables, is_order ? 2 : 1, &t->db, t->error,
-                        sizeof(t->error))
+                if (db_connect(
+                        conninfo, tables, is_order ? 2 : 1, &t->db, t->error, sizeof(t->error))
                     != RPC_OK) {
                         t->db = NULL;
                 }

@@ -77,8 +77,7 @@ on_captured(rpc_call *call, svc *s, db_conn *db, const Mercato__Event__V1__SagaO
                 return st;
         case SVC_STEP_FAIL: {
                 order_failure f;
-                order_failure_set(
-                    &f, "order", RPC_INTERNAL, "order.complete failed (step switch)");
+                order_failure_set(&f, "order", RPC_INTERNAL, "order.complete failed (step switch)");
                 /* On the PENDING order only: if it ended already, that end stands. */
                 st = order_store_set_failure(db, so->order_id, &f);
                 if (st != RPC_OK) {

@@ -71,9 +71,9 @@ typedef struct order_new {
         int64_t discount;
         int64_t coupon_id; /* 0 for none */
         order_mode mode;
-        order_state status;          /* PENDING, or CANCELLED to record a failed order */
-        const char *reason;          /* NULL or "" unless CANCELLED */
-        const char *idempotency_key; /* NULL or "" for none */
+        order_state status;           /* PENDING, or CANCELLED to record a failed order */
+        const char *reason;           /* NULL or "" unless CANCELLED */
+        const char *idempotency_key;  /* NULL or "" for none */
         const order_failure *failure; /* NULL, or what failed (reason participant_error) */
 } order_new;
 

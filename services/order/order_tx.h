@@ -58,10 +58,10 @@ typedef struct order_mono {
         int64_t discount;
         int64_t created_at_ms;
         int64_t updated_at_ms;
-        const char *reason; /* ORDER_MONO_CANCELLED */
+        const char *reason;    /* ORDER_MONO_CANCELLED */
         order_failure failure; /* ORDER_MONO_CANCELLED with reason participant_error */
-        rpc_status st;      /* ORDER_MONO_ERROR */
-        char msg[256];      /* ORDER_MONO_ERROR */
+        rpc_status st;         /* ORDER_MONO_ERROR */
+        char msg[256];         /* ORDER_MONO_ERROR */
 } order_mono;
 
 /* The whole order as one local transaction on the monolith database, run again while it

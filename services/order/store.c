@@ -13,7 +13,7 @@
 #define ORDER_COLUMNS                                                                              \
         "o.id, o.user_id, o.status, o.reason, o.total, o.discount, o.amount,"                      \
         " coalesce(o.coupon_id, 0), o.mode, (extract(epoch FROM o.created_at) * 1000)::bigint,"    \
-        " (extract(epoch FROM o.updated_at) * 1000)::bigint, o.failure_branch,"                 \
+        " (extract(epoch FROM o.updated_at) * 1000)::bigint, o.failure_branch,"                    \
         " o.failure_status, o.failure_message"
 
 static const db_stmt order_stmt_list[] = {

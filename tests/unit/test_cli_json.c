@@ -104,7 +104,7 @@ test_cli_json_nested_repeated_round_trip(void **state)
             "             {\"product_id\": 9, \"quantity\": 1, \"unit_price\": 99}],"
             " \"total\": 399, \"discount\": 0, \"amount\": 0, \"coupon_id\": 0,"
             " \"mode\": \"MODE_MONOLITH\", \"created_at_ms\": 0,"
-            " \"updated_at_ms\": 0}");
+            " \"updated_at_ms\": 0, \"failure\": null}");
         protobuf_c_message_free_unpacked(back, NULL);
         protobuf_c_message_free_unpacked(m, NULL);
 }
@@ -125,7 +125,7 @@ test_cli_json_defaults_included(void **state)
             " \"status\": \"ORDER_STATUS_UNSPECIFIED\", \"reason\": \"\", \"items\": [],"
             " \"total\": 0, \"discount\": 0, \"amount\": 0, \"coupon_id\": 0,"
             " \"mode\": \"MODE_UNSPECIFIED\", \"created_at_ms\": 0,"
-            " \"updated_at_ms\": 0}}");
+            " \"updated_at_ms\": 0, \"failure\": null}}");
         protobuf_c_message_free_unpacked(m, NULL);
 }
 
