@@ -50,14 +50,32 @@ rpc_breaker_record(rpc_breaker *b, bool success, int64_t now_ms)
                 if (++b->failures >= b->threshold) {
                         b->state = RPC_BREAKER_OPEN;
                         b->opened_at_ms = now_ms;
+                        b->opens++;
                 }
                 break;
         case RPC_BREAKER_HALF_OPEN:
         case RPC_BREAKER_OPEN:
                 /* The probe failed (or a call from before the opening did): wait again. */
+                if (b->state == RPC_BREAKER_HALF_OPEN) {
+                        b->opens++;
+                }
                 b->state = RPC_BREAKER_OPEN;
                 b->opened_at_ms = now_ms;
                 b->probe_in_flight = false;
                 break;
         }
+}
+
+const char *
+rpc_breaker_state_name(rpc_breaker_state st)
+{
+        switch (st) {
+        case RPC_BREAKER_CLOSED:
+                return "closed";
+        case RPC_BREAKER_OPEN:
+                return "open";
+        case RPC_BREAKER_HALF_OPEN:
+                return "half_open";
+        }
+        return "unknown";
 }

@@ -24,7 +24,71 @@ struct rpc_client {
         rpc_breaker breaker;
         uint64_t rng;
         _Atomic uint64_t seq;
+        uint64_t attempts;       /* under mu */
+        uint64_t peer_failures;  /* under mu */
+        rpc_client *prev, *next; /* the process's list of open clients, under registry_mu */
 };
+
+/* Every open client of the process, oldest first, so that Stats can show each peer. */
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static rpc_client *registry_head, *registry_tail;
+
+static void
+registry_add(rpc_client *c)
+{
+        pthread_mutex_lock(&registry_mu);
+        c->prev = registry_tail;
+        c->next = NULL;
+        if (registry_tail != NULL) {
+                registry_tail->next = c;
+        } else {
+                registry_head = c;
+        }
+        registry_tail = c;
+        pthread_mutex_unlock(&registry_mu);
+}
+
+static void
+registry_remove(rpc_client *c)
+{
+        pthread_mutex_lock(&registry_mu);
+        if (c->prev != NULL) {
+                c->prev->next = c->next;
+        } else {
+                registry_head = c->next;
+        }
+        if (c->next != NULL) {
+                c->next->prev = c->prev;
+        } else {
+                registry_tail = c->prev;
+        }
+        pthread_mutex_unlock(&registry_mu);
+}
+
+size_t
+rpc_client_peers(rpc_peer_stats *out, size_t max)
+{
+        size_t n = 0;
+
+        pthread_mutex_lock(&registry_mu);
+        for (rpc_client *c = registry_head; c != NULL; c = c->next, n++) {
+                if (n >= max) {
+                        continue;
+                }
+                rpc_peer_stats *p = &out[n];
+                snprintf(p->url, sizeof(p->url), "%s", c->url);
+                pthread_mutex_lock(&c->mu);
+                p->breaker = c->breaker.state;
+                p->consecutive_failures = c->breaker.failures;
+                p->opens = c->breaker.opens;
+                p->rejected = c->breaker.rejected;
+                p->attempts = c->attempts;
+                p->peer_failures = c->peer_failures;
+                pthread_mutex_unlock(&c->mu);
+        }
+        pthread_mutex_unlock(&registry_mu);
+        return n;
+}
 
 static void
 pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
@@ -102,6 +166,7 @@ rpc_client_open(const char *url, const rpc_client_opts *opts, rpc_client **ret_c
                 free(c);
                 return RPC_INVALID_ARGUMENT;
         }
+        registry_add(c);
         *ret_client = c;
         return RPC_OK;
 }
@@ -112,6 +177,7 @@ rpc_client_free(rpc_client *c)
         if (c == NULL) {
                 return;
         }
+        registry_remove(c);
         nng_close(c->sock);
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->pipes_cv);
@@ -367,6 +433,8 @@ rpc_client_call_raw(rpc_client *c, const char *method, const uint8_t *payload, s
                         }
                 }
                 pthread_mutex_lock(&c->mu);
+                c->attempts++;
+                c->peer_failures += peer_failure(st);
                 rpc_breaker_record(&c->breaker, !peer_failure(st), rpc_now_mono_ms());
                 pthread_mutex_unlock(&c->mu);
                 if (st == RPC_OK) {

@@ -159,6 +159,7 @@ typedef struct rpc_breaker {
         int64_t opened_at_ms; /* monotonic */
         bool probe_in_flight; /* half-open: the one probe is out */
         uint64_t rejected;    /* calls refused while open */
+        uint64_t opens;       /* times it went from closed or half-open to open */
 } rpc_breaker;
 
 /* Initializes a closed breaker. Not thread-safe by itself; the client locks around it. */
@@ -403,6 +404,24 @@ rpc_status rpc_client_send_frame(rpc_client *c, const uint8_t *frame, size_t len
 
 /* The breaker's state, for Stats and tests. */
 rpc_breaker_state rpc_client_breaker_state(rpc_client *c);
+
+/* What one open client of this process has seen of its peer, as Stats reports it. */
+typedef struct rpc_peer_stats {
+        char url[256];
+        rpc_breaker_state breaker;
+        int consecutive_failures; /* peer failures since the last success */
+        uint64_t opens;           /* times the breaker opened */
+        uint64_t rejected;        /* calls the open breaker refused */
+        uint64_t attempts;        /* requests that went out, retries included */
+        uint64_t peer_failures;   /* attempts that ended UNAVAILABLE or DEADLINE_EXCEEDED */
+} rpc_peer_stats;
+
+/* Fills out[0..max) with the clients that are open in this process, oldest first, and
+ * returns how many there are (which may exceed max). Thread-safe. */
+size_t rpc_client_peers(rpc_peer_stats *out, size_t max);
+
+/* The breaker state's name as Stats prints it: "closed", "open" or "half_open". */
+const char *rpc_breaker_state_name(rpc_breaker_state st);
 
 /* The full method name "/pkg.Service/Method" for a service descriptor and method index,
  * in a static-lifetime buffer owned by the caller. */

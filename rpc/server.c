@@ -842,6 +842,26 @@ RPC_HANDLER(std_stats, Mercato__Rpc__V1__StatsRequest, Mercato__Rpc__V1__StatsRe
         resp->faults_injected = rpc_faults_fired(srv->opts.faults);
         resp->uptime_ms = rpc_now_mono_ms() - srv->start_ms;
         resp->heap_in_use_bytes = heap_in_use();
+
+        size_t cap = rpc_client_peers(NULL, 0);
+        rpc_peer_stats *peers = rpc_call_alloc(call, (cap + 1) * sizeof(*peers));
+        size_t n_peers = rpc_client_peers(peers, cap);
+        if (n_peers > cap) {
+                n_peers = cap; /* a client opened between the two calls waits for the next Stats */
+        }
+        resp->peers = rpc_call_alloc(call, (n_peers + 1) * sizeof(*resp->peers));
+        for (size_t i = 0; i < n_peers; i++) {
+                Mercato__Rpc__V1__PeerStats *ps = rpc_call_alloc(call, sizeof(*ps));
+                mercato__rpc__v1__peer_stats__init(ps);
+                ps->url = peers[i].url;
+                ps->breaker = (char *) rpc_breaker_state_name(peers[i].breaker);
+                ps->consecutive_failures = (uint32_t) peers[i].consecutive_failures;
+                ps->breaker_opens = peers[i].opens;
+                ps->rejected = peers[i].rejected;
+                ps->attempts = peers[i].attempts;
+                ps->peer_failures = peers[i].peer_failures;
+                resp->peers[resp->n_peers++] = ps;
+        }
         return RPC_OK;
 }
 

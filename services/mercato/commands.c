@@ -1192,6 +1192,24 @@ print_stats(const json_t *reply)
             fmt_duration(jint(reply, "uptime_ms"), b1), (long long) jint(reply, "bad_requests"),
             (long long) jint(reply, "faults_injected"),
             (double) jint(reply, "heap_in_use_bytes") / (1024.0 * 1024.0));
+
+        const json_t *peers = jobj(reply, "peers");
+        if (json_array_size(peers) == 0) {
+                return;
+        }
+        table_init(&t,
+            (const char *const[]) { "PEER", "BREAKER", ">OPENS", ">REJECTED", ">ATTEMPTS",
+                ">PEER FAILURES", ">IN A ROW", NULL });
+        for (i = 0; i < json_array_size(peers); i++) {
+                const json_t *p = json_array_get(peers, i);
+                table_row(&t, "%s\t%s\t%lld\t%lld\t%lld\t%lld\t%lld", jstr(p, "url"),
+                    jstr(p, "breaker"), (long long) jint(p, "breaker_opens"),
+                    (long long) jint(p, "rejected"), (long long) jint(p, "attempts"),
+                    (long long) jint(p, "peer_failures"),
+                    (long long) jint(p, "consecutive_failures"));
+        }
+        printf("\n");
+        table_print(&t, "");
 }
 
 static int
@@ -1346,8 +1364,9 @@ const cli_command cli_commands[] = {
             dp_list_opts, 0, 0, cmd_dp_list },
         { "dataplatform", "stats", "", "count what the data platform received", NULL, NULL, 0, 0,
             cmd_dp_stats },
-        { "stats", NULL, "SERVICE", "per-method call counts and latencies of a service", NULL, NULL,
-            1, 1, cmd_stats },
+        { "stats", NULL, "SERVICE",
+            "per-method calls and latencies of a service, and its peers' breakers", NULL, NULL, 1,
+            1, cmd_stats },
         { "methods", NULL, "SERVICE", "the methods a service serves", NULL, NULL, 1, 1,
             cmd_methods },
         { "call", NULL, "SERVICE METHOD ['JSON']", "call any method with a JSON request", call_help,
