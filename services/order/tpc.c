@@ -78,6 +78,10 @@ enum { P_PRODUCT = 0, P_USER = 1, P_PAYMENT = 2, N_PARTS = 3 };
 static const char *const part_names[N_PARTS] = { "product", "user", "payment" };
 
 #define TPC_TOTAL_MAX INT64_C(1000000000000)
+
+/* How far behind the highest order id of the epoch an order may take its id and still be
+ * told apart from a re-seed (more than the orders ever in flight at once). */
+#define EPOCH_WINDOW 4096
 #define TPC_CALL_TIMEOUT_MS 3000
 #define TPC_READY_WAIT_MS 15000
 
@@ -111,12 +115,18 @@ typedef struct tpc_coord {
         bool stopping;                    /* order_tpc_stop began: no new 2pc order */
         int64_t epoch;                    /* 0 until started */
         int64_t epoch_max_id;             /* the highest order id used in this epoch */
+        /* Which of the EPOCH_WINDOW ids up to epoch_max_id this epoch used, bit id % window:
+         * concurrent orders take their ids out of order, and only an id used twice (a
+         * re-seed restarted the sequence) needs a new epoch. */
+        uint64_t epoch_used[EPOCH_WINDOW / 64];
         char (*inflight)[TXN_TPC_GID_MAX];
         size_t n_inflight;
         size_t cap_inflight;
 } tpc_coord;
 
 static tpc_coord coord = { .mu = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER };
+
+static void epoch_begin(int64_t epoch);
 
 /* What the txn_tpc_ops callbacks get: live (a PlaceOrder) or recovery. */
 typedef struct tpc_ctx {
@@ -365,8 +375,7 @@ order_tpc_start(svc *s)
                 return st;
         }
         pthread_mutex_lock(&coord.mu);
-        coord.epoch = epoch;
-        coord.epoch_max_id = 0;
+        epoch_begin(epoch);
         pthread_mutex_unlock(&coord.mu);
         o = recovery_opts(&recovery_ctx);
         st = txn_tpc_recovery_start(&o, &coord.recovery);
@@ -463,7 +472,54 @@ order_tpc_stop(svc *s)
         pthread_mutex_unlock(&coord.mu);
 }
 
-/* The GID of an order: a new epoch first when the order ids went backwards (re-seeded). */
+/* Under coord.mu: a new epoch, no id used in it yet. */
+static void
+epoch_begin(int64_t epoch)
+{
+        coord.epoch = epoch;
+        coord.epoch_max_id = 0;
+        memset(coord.epoch_used, 0, sizeof(coord.epoch_used));
+}
+
+static bool
+epoch_bit(int64_t id)
+{
+        uint64_t slot = (uint64_t) id % EPOCH_WINDOW;
+
+        return (coord.epoch_used[slot / 64] >> (slot % 64)) & 1;
+}
+
+/* Under coord.mu: whether this epoch may have used the id. */
+static bool
+epoch_id_used(int64_t id)
+{
+        if (id > coord.epoch_max_id) {
+                return false;
+        }
+        return id <= coord.epoch_max_id - EPOCH_WINDOW || epoch_bit(id);
+}
+
+/* Under coord.mu: marks the id used; the ids that fall out of the window lose their bits. */
+static void
+epoch_id_use(int64_t id)
+{
+        if (id > coord.epoch_max_id) {
+                if (id - coord.epoch_max_id >= EPOCH_WINDOW) {
+                        memset(coord.epoch_used, 0, sizeof(coord.epoch_used));
+                } else {
+                        for (int64_t k = coord.epoch_max_id + 1; k <= id; k++) {
+                                uint64_t slot = (uint64_t) k % EPOCH_WINDOW;
+                                coord.epoch_used[slot / 64] &= ~(UINT64_C(1) << (slot % 64));
+                        }
+                }
+                coord.epoch_max_id = id;
+        }
+        uint64_t slot = (uint64_t) id % EPOCH_WINDOW;
+        coord.epoch_used[slot / 64] |= UINT64_C(1) << (slot % 64);
+}
+
+/* The GID of an order: a new epoch first when its id was used in this one already (the
+ * order ids restarted: a re-seed). An id too far behind the highest to tell counts as used. */
 static rpc_status
 gid_for(db_conn *db, int64_t order_id, char gid[TXN_TPC_GID_MAX])
 {
@@ -471,17 +527,14 @@ gid_for(db_conn *db, int64_t order_id, char gid[TXN_TPC_GID_MAX])
         int64_t epoch;
 
         pthread_mutex_lock(&coord.mu);
-        if (order_id <= coord.epoch_max_id) {
+        if (epoch_id_used(order_id)) {
                 st = txn_tpc_next_epoch(db, coord.id, &epoch);
                 if (st == RPC_OK) {
-                        coord.epoch = epoch;
-                        coord.epoch_max_id = 0;
+                        epoch_begin(epoch);
                 }
         }
         if (st == RPC_OK) {
-                if (order_id > coord.epoch_max_id) {
-                        coord.epoch_max_id = order_id;
-                }
+                epoch_id_use(order_id);
                 st = txn_tpc_gid(gid, coord.id, coord.epoch, order_id);
         }
         pthread_mutex_unlock(&coord.mu);
@@ -853,8 +906,7 @@ prepare_all(db_conn *db, tpc_order *o, bool *own_prepared)
                                 order_failure_set(&o->failure, part_names[i], RPC_INTERNAL,
                                     "voted no without a reason");
                         } else {
-                                order_failure_set(
-                                    &o->failure, part_names[i], j->st, "%s", j->msg);
+                                order_failure_set(&o->failure, part_names[i], j->st, "%s", j->msg);
                         }
                 }
         }
@@ -895,9 +947,17 @@ finish_all(
         snprintf(rec.participants, sizeof(rec.participants), "%s",
             own_prepared || decision == TXN_TPC_COMMIT ? TPC_BRANCHES : "product user payment");
         st = txn_tpc_drive(db, &ro, &rec);
-        if (st != RPC_OK && decision == TXN_TPC_ABORT && !own_prepared) {
-                /* The order is cancelled now; recovery rolls the rest back later. */
-                (void) ops_finished(NULL, db, &rec);
+        if (st != RPC_OK && decision == TXN_TPC_ABORT) {
+                /* The abort is durable. Once the own branch is gone (it never prepared, or
+                 * the drive rolled it back before a remote branch failed), the order is
+                 * cancelled now, so that the reply says so; recovery rolls the rest back
+                 * later. An own branch still prepared holds the order's row: recovery. */
+                txn_tpc_branch_state own = TXN_TPC_PREPARED;
+                if (!own_prepared
+                    || (txn_tpc_branch_state_get(db, o->own_gid, &own) == RPC_OK
+                        && own != TXN_TPC_PREPARED)) {
+                        (void) ops_finished(NULL, db, &rec);
+                }
         }
         inflight_remove(o->gid);
         if (st != RPC_OK) {
@@ -986,12 +1046,12 @@ place(rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResp
                 st = txn_tpc_log_decide(db, o->gid, TXN_TPC_COMMIT, "", 0, &decision);
         } else {
                 if (strcmp(reason, ORDER_REASON_PARTICIPANT_ERROR) == 0
-                    && txn_tpc_log_failed(db, o->gid, o->failure.branch, o->failure.status,
-                           o->failure.message)
+                    && txn_tpc_log_failed(
+                           db, o->gid, o->failure.branch, o->failure.status, o->failure.message)
                         != RPC_OK) {
                         /* The reason still says it; only the detail is lost. */
-                        fprintf(stderr, "mercato-order: 2pc %s: failure not recorded: %s\n",
-                            o->gid, db_errmsg(db));
+                        fprintf(stderr, "mercato-order: 2pc %s: failure not recorded: %s\n", o->gid,
+                            db_errmsg(db));
                 }
                 st = txn_tpc_log_decide(db, o->gid, TXN_TPC_ABORT, reason, 0, &decision);
         }
