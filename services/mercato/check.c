@@ -21,7 +21,9 @@
  *   ledger                 per user: charges - debits + refunds = balance
  *   refunds                every refund has a debit of the same order, user and amount
  *   completed orders       payment, net debit, reservations, coupon agree with the order
- *   cancelled orders       no net debit, no captured payment, nothing held, no coupon used
+ *   cancelled orders       no net debit, no captured payment, nothing held, no coupon used;
+ *                          a known reason; participant_error names the branch that failed,
+ *                          a business "no" names none (a 2pc timeout may name the late one)
  *   pending orders         none
  *   orphans                no effect (stock held, net debit, captured payment, used coupon)
  *                          of an order the order database does not know
@@ -144,7 +146,8 @@ static const db_stmt ck_payment_list[] = {
 
 static const db_stmt ck_order_list[] = {
         { "check_orders",
-            "SELECT id, user_id, status, amount, coalesce(coupon_id, 0) FROM orders ORDER BY id",
+            "SELECT id, user_id, status, amount, coalesce(coupon_id, 0), reason,"
+            " failure_branch <> '' FROM orders ORDER BY id",
             0 },
         { "check_order_items",
             "SELECT order_id, product_id, quantity FROM order_items ORDER BY order_id, product_id",
@@ -312,6 +315,8 @@ typedef struct ck_order {
         int64_t amount;
         int64_t coupon_id; /* 0 for none */
         ck_status status;
+        char reason[32]; /* why it was cancelled (cut to fit) */
+        bool failure;    /* it names the branch that failed */
 } ck_order;
 
 typedef struct ck_item {
@@ -756,7 +761,10 @@ ck_load_orders(ck_ctx *x, ck_set *s)
                         .user_id = db_get_i64(res, r, 1),
                         .status = ck_status_of(db_get_str(res, r, 2)),
                         .amount = db_get_i64(res, r, 3),
-                        .coupon_id = db_get_i64(res, r, 4) };
+                        .coupon_id = db_get_i64(res, r, 4),
+                        .failure = db_get_bool(res, r, 6) };
+                snprintf(
+                    s->orders[r].reason, sizeof(s->orders[r].reason), "%s", db_get_str(res, r, 5));
         }
         s->n_orders = (size_t) n;
 
@@ -1302,15 +1310,42 @@ ck_check_completed(ck_set *s, const ck_order *o)
         }
 }
 
+/* The reasons an order may be cancelled with (docs/modes.md). */
+static bool
+ck_known_reason(const char *reason)
+{
+        static const char *const reasons[]
+            = { "out_of_stock", "coupon_invalid", "insufficient_balance", "payment_declined",
+                      "timeout", "participant_error", "resolved" };
+
+        for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+                if (strcmp(reason, reasons[i]) == 0) {
+                        return true;
+                }
+        }
+        return false;
+}
+
 static void
 ck_check_cancelled(ck_set *s, const ck_order *o)
 {
         ck_result *r = &s->res[CK_INV_CANCELLED];
         char why[CK_WHY_LEN] = "";
         int64_t net = ck_net_debit(s, o->id, NULL);
+        bool participant_error = strcmp(o->reason, "participant_error") == 0;
         size_t b, e;
 
         r->checked++;
+        if (!ck_known_reason(o->reason)) {
+                ck_append(why, sizeof(why), "unknown reason '%s'", o->reason);
+        }
+        if (participant_error && !o->failure) {
+                ck_append(why, sizeof(why), "participant_error without the branch that failed");
+        }
+        if (o->failure && !participant_error && strcmp(o->reason, "timeout") != 0) {
+                /* Only an error or a missing vote names a branch; a "no" is an answer. */
+                ck_append(why, sizeof(why), "a failed branch, but reason '%s'", o->reason);
+        }
         if (net != 0) {
                 ck_append(why, sizeof(why), "net debit %lld", (long long) net);
         }

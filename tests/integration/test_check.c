@@ -875,6 +875,12 @@ static const corruption corruptions[] = {
         { "coupon used by a cancelled order", NULL, "user",
             "UPDATE user_coupons SET used_order_id = {X} WHERE user_id = {V} AND coupon_id = {K}",
             false, false, { "cancelled orders" }, "{X}" },
+        { "cancel reason unknown", NULL, "order",
+            "UPDATE orders SET reason = 'gremlins' WHERE id = {X}", false, false,
+            { "cancelled orders" }, "{X}" },
+        { "participant_error without its branch", NULL, "order",
+            "UPDATE orders SET reason = 'participant_error', failure_branch = '' WHERE id = {X}",
+            false, false, { "cancelled orders" }, "{X}" },
         { "captured payment of a cancelled order", NULL, "payment",
             "INSERT INTO payments (order_id, user_id, amount, status)"
             " VALUES ({X}, {U}, 0, 'captured')",
