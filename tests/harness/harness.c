@@ -453,6 +453,16 @@ harness_cluster_stop(harness_cluster *c, const char *name)
 }
 
 void
+harness_cluster_print_log(const harness_cluster *c, const char *name)
+{
+        int i = index_of(c, name);
+
+        if (i >= 0) {
+                print_log(c, i);
+        }
+}
+
+void
 harness_cluster_free(harness_cluster *c)
 {
         char log[512];

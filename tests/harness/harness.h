@@ -61,6 +61,9 @@ void harness_cluster_restart(harness_cluster *c, const char *name);
  * waitpid gives it; -1 if it was not running. */
 int harness_cluster_stop(harness_cluster *c, const char *name);
 
+/* Copies a service's log so far to stderr, to explain a failed assertion. */
+void harness_cluster_print_log(const harness_cluster *c, const char *name);
+
 /* True if the service's process is still alive. */
 bool harness_cluster_alive(harness_cluster *c, const char *name);
 

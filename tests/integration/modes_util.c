@@ -1,5 +1,6 @@
 /* modes_util.c: the cross-mode tests' helpers: a seeded cluster, orders per mode, totals, quiet. */
 #include <signal.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,19 +110,91 @@ connect_or_die(const char *conninfo)
         return pg;
 }
 
+/* Kept-open connections, one per conninfo: a poll of a dataset runs a score of queries, and
+ * a backend forked for each costs seconds per wait. Under conns_mu, held for the query. */
+#define CONNS_MAX 32
+static struct {
+        char *conninfo;
+        PGconn *pg;
+} conns[CONNS_MAX];
+static size_t conns_next; /* the slot to reuse when all are taken */
+static pthread_mutex_t conns_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+conn_close(size_t i)
+{
+        PQfinish(conns[i].pg);
+        free(conns[i].conninfo);
+        conns[i].pg = NULL;
+        conns[i].conninfo = NULL;
+}
+
+/* The slot of conninfo's connection, opened (or reopened, if it broke) as needed. */
+static size_t
+conn_get(const char *conninfo)
+{
+        size_t i;
+
+        for (i = 0; i < CONNS_MAX; i++) {
+                if (conns[i].conninfo != NULL && strcmp(conns[i].conninfo, conninfo) == 0) {
+                        if (PQstatus(conns[i].pg) == CONNECTION_OK) {
+                                return i;
+                        }
+                        conn_close(i);
+                        break;
+                }
+        }
+        for (i = 0; i < CONNS_MAX && conns[i].conninfo != NULL; i++) { }
+        if (i == CONNS_MAX) {
+                i = conns_next;
+                conns_next = (conns_next + 1) % CONNS_MAX;
+                conn_close(i);
+        }
+        conns[i].pg = connect_or_die(conninfo);
+        conns[i].conninfo = rpc_xstrdup(conninfo);
+        return i;
+}
+
+/* Closes every kept connection (a cluster's databases are about to be dropped). */
+static void
+conns_close_all(void)
+{
+        pthread_mutex_lock(&conns_mu);
+        for (size_t i = 0; i < CONNS_MAX; i++) {
+                if (conns[i].conninfo != NULL) {
+                        conn_close(i);
+                }
+        }
+        pthread_mutex_unlock(&conns_mu);
+}
+
 static char *
 sql_str(const char *conninfo, const char *sql)
 {
-        PGconn *pg = connect_or_die(conninfo);
-        PGresult *res = PQexec(pg, sql);
+        PGresult *res = NULL;
         char *v;
+        size_t i;
 
+        pthread_mutex_lock(&conns_mu);
+        for (int attempt = 0; attempt < 2; attempt++) {
+                i = conn_get(conninfo);
+                res = PQexec(conns[i].pg, sql);
+                if (PQresultStatus(res) == PGRES_TUPLES_OK
+                    || PQstatus(conns[i].pg) == CONNECTION_OK) {
+                        break;
+                }
+                /* The server restarted under a kept connection: once more, on a new one. */
+                PQclear(res);
+                res = NULL;
+                conn_close(i);
+        }
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                die("SQL failed: %s\n  %s", sql, PQerrorMessage(pg));
+                die("SQL failed: %s\n  %s", sql,
+                    conns[i].pg != NULL ? PQerrorMessage(conns[i].pg) : "connection lost");
         }
         v = rpc_xstrdup(PQntuples(res) > 0 && PQnfields(res) > 0 ? PQgetvalue(res, 0, 0) : "");
         PQclear(res);
-        PQfinish(pg);
+        pthread_mutex_unlock(&conns_mu);
         return v;
 }
 
@@ -256,6 +329,7 @@ mu_cluster_free(mu_cluster *mc)
         /* The order service first, while the services it calls still answer: its
          * background loops (relay, 2pc recovery) then finish their passes at once. */
         harness_cluster_signal(mc->hc, "order", SIGTERM);
+        conns_close_all();
         harness_cluster_free(mc->hc);
         free(mc);
 }

@@ -34,8 +34,11 @@
  * something off. */
 #define COUPON 1
 
-/* A saga whose step never answers is cancelled after this long. */
+/* A saga whose step never answers is cancelled after this long, and a 2pc vote that does
+ * not come in this long aborts its order (the default is 5000; a branch switched to
+ * `timeout` sleeps 1 s past it). Both stay far above what a step takes here. */
 #define SAGA_TIMEOUT_MS 3000
+#define PREPARE_TIMEOUT_MS 2000
 
 #define QUIET_MS 60000
 #define TERMINAL_MS 60000
@@ -286,7 +289,8 @@ run_case(const sw_case *c)
         mu_cluster *mc;
         int64_t t0 = mu_now_ms();
 
-        snprintf(extra, sizeof(extra), "[order]\nsaga_timeout_ms = %d\n", SAGA_TIMEOUT_MS);
+        snprintf(extra, sizeof(extra), "[order]\nsaga_timeout_ms = %d\nprepare_timeout_ms = %d\n",
+            SAGA_TIMEOUT_MS, PREPARE_TIMEOUT_MS);
         if (c->service != NULL) {
                 size_t len = strlen(extra);
                 snprintf(extra + len, sizeof(extra) - len, "[%s]\nstep.%s = %s\n", c->service,
