@@ -238,6 +238,10 @@ enum {
         RPC_METHOD_IDEMPOTENT = 1 << 0, /* safe to retry without an idempotency key */
         RPC_METHOD_INLINE = 1 << 1,     /* never blocks: may run on nng's I/O callback
                                            instead of a worker (no worker state then) */
+        RPC_METHOD_RELEASE = 1 << 2,    /* ends work that holds locks (COMMIT PREPARED):
+                                           runs ahead of the queue, and on the reserved
+                                           workers too, so that calls waiting on those
+                                           locks can never take every worker from it */
 };
 
 typedef struct rpc_method {
@@ -271,6 +275,8 @@ typedef struct rpc_server_opts {
         int workers;      /* threads that run handlers; 0 means 4 */
         int contexts;     /* nng REP contexts: requests in flight, deferred included;
                                     0 means 8 x workers */
+        int reserved;     /* extra threads that run only RPC_METHOD_RELEASE calls; 0 means
+                             2 when a registered method has the flag, -1 means none */
         size_t recv_max;  /* largest request accepted, bytes; 0 means 1 MiB */
         void *(*worker_init)(void *arg, int index); /* per-worker state, e.g. a connection */
         void (*worker_fini)(void *arg, void *state);

@@ -17,6 +17,12 @@
  * The number of contexts bounds the calls in flight, deferred ones included; the number of
  * workers bounds the handlers running at once. A deferred call holds a context, not a worker.
  *
+ * Two queues: calls of RPC_METHOD_RELEASE methods (a participant's COMMIT PREPARED) go to the
+ * release queue, which every worker serves first, and which a few reserved workers serve
+ * alone. Without them, a 2pc participant deadlocks: every worker blocks in a Prepare on a row
+ * that a prepared branch holds, and the Commit that would free the row waits in the queue
+ * behind them until the server's lock_timeout breaks the wait.
+ *
  * Stopping: new requests get UNAVAILABLE while calls in flight drain (bounded by drain_ms);
  * then the socket closes, every aio is stopped and the workers are joined.
  */
@@ -122,12 +128,16 @@ struct rpc_server {
         pthread_t *threads;
         int n_threads;
         pthread_mutex_t mu;
-        pthread_mutex_t io_mu; /* recursive; orders context operations against the close */
-        bool io_closed;        /* no context operation may start: the socket is closing */
-        pthread_cond_t queue_cv;
+        pthread_mutex_t io_mu;     /* recursive; orders context operations against the close */
+        bool io_closed;            /* no context operation may start: the socket is closing */
+        pthread_cond_t queue_cv;   /* wakes the workers */
+        pthread_cond_t release_cv; /* wakes the reserved workers */
         pthread_cond_t drain_cv;
         rpc_call *head;
         rpc_call *tail;
+        rpc_call *rhead; /* the release queue */
+        rpc_call *rtail;
+        int reserved; /* threads past opts.workers serve only the release queue */
         bool queue_closed;
         int inflight;
         _Atomic uint64_t bad_requests;
@@ -213,36 +223,80 @@ stats_record(method_stats *s, uint64_t us, bool error)
 
 /* --- the work queue --- */
 
+static method_entry *find_method(rpc_server *srv, const char *name);
+
+/* True for a call of an RPC_METHOD_RELEASE method. Decoding the envelope here is plain CPU
+ * work, done once: call_run uses the result, and decodes again (to report the error) only
+ * when this failed. */
+static bool
+call_releases(rpc_call *call)
+{
+        rpc_server *srv = call->srv;
+        char err[256];
+        method_entry *m;
+
+        if (srv->reserved == 0) {
+                return false;
+        }
+        if (call->req == NULL
+            && rpc_envelope_decode_request(
+                   call->frame, call->frame_len, srv->opts.recv_max, &call->req, err, sizeof(err))
+                != RPC_OK) {
+                call->req = NULL;
+                return false;
+        }
+        m = find_method(srv, call->req->method);
+        return m != NULL && (m->flags & RPC_METHOD_RELEASE) != 0;
+}
+
 static void
 queue_push(rpc_server *srv, rpc_call *call)
 {
+        bool release = call_releases(call);
+        rpc_call **head = release ? &srv->rhead : &srv->head;
+        rpc_call **tail = release ? &srv->rtail : &srv->tail;
+
         pthread_mutex_lock(&srv->mu);
         call->next = NULL;
-        if (srv->tail != NULL) {
-                srv->tail->next = call;
+        if (*tail != NULL) {
+                (*tail)->next = call;
         } else {
-                srv->head = call;
+                *head = call;
         }
-        srv->tail = call;
+        *tail = call;
+        if (release) {
+                pthread_cond_signal(&srv->release_cv);
+        }
         pthread_cond_signal(&srv->queue_cv);
         pthread_mutex_unlock(&srv->mu);
 }
 
+/* Takes the next call, the release queue first; a reserved worker takes only those. NULL
+ * once the queue is closed and empty. */
 static rpc_call *
-queue_pop(rpc_server *srv)
+queue_pop(rpc_server *srv, bool reserved)
 {
+        pthread_cond_t *cv = reserved ? &srv->release_cv : &srv->queue_cv;
         rpc_call *call;
 
         pthread_mutex_lock(&srv->mu);
-        while (srv->head == NULL && !srv->queue_closed) {
-                pthread_cond_wait(&srv->queue_cv, &srv->mu);
+        while (srv->rhead == NULL && (reserved || srv->head == NULL) && !srv->queue_closed) {
+                pthread_cond_wait(cv, &srv->mu);
         }
-        call = srv->head;
-        if (call != NULL) {
+        if (srv->rhead != NULL) {
+                call = srv->rhead;
+                srv->rhead = call->next;
+                if (srv->rhead == NULL) {
+                        srv->rtail = NULL;
+                }
+        } else if (!reserved && srv->head != NULL) {
+                call = srv->head;
                 srv->head = call->next;
                 if (srv->head == NULL) {
                         srv->tail = NULL;
                 }
+        } else {
+                call = NULL;
         }
         pthread_mutex_unlock(&srv->mu);
         return call;
@@ -658,7 +712,7 @@ worker_main(void *arg)
                 state = srv->opts.worker_init(srv->opts.arg, index);
         }
         for (;;) {
-                rpc_call *call = queue_pop(srv);
+                rpc_call *call = queue_pop(srv, index >= srv->opts.workers);
                 if (call == NULL) {
                         break;
                 }
@@ -795,6 +849,7 @@ RPC_HANDLER(std_health, Mercato__Rpc__V1__HealthRequest, Mercato__Rpc__V1__Healt
         resp->version = "0.1.0";
         resp->uptime_ms = rpc_now_mono_ms() - srv->start_ms;
         resp->workers = srv->opts.workers;
+        resp->reserved_workers = srv->reserved;
         return RPC_OK;
 }
 
@@ -812,6 +867,7 @@ RPC_HANDLER(
                 mi->input_type = (char *) srv->methods[i].input->name;
                 mi->output_type = (char *) srv->methods[i].output->name;
                 mi->idempotent = (srv->methods[i].flags & RPC_METHOD_IDEMPOTENT) != 0;
+                mi->release = (srv->methods[i].flags & RPC_METHOD_RELEASE) != 0;
                 resp->methods[i] = mi;
         }
         return RPC_OK;
@@ -906,6 +962,7 @@ rpc_server_new(const rpc_server_opts *opts, rpc_server **ret_srv)
         pthread_mutexattr_destroy(&attr);
         pthread_mutex_init(&srv->mu, NULL);
         pthread_cond_init(&srv->queue_cv, NULL);
+        pthread_cond_init(&srv->release_cv, NULL);
         pthread_cond_init(&srv->drain_cv, NULL);
         srv->start_ms = rpc_now_mono_ms();
         if (nng_rep0_open(&srv->sock) != 0) {
@@ -1034,8 +1091,17 @@ rpc_server_start(rpc_server *srv)
         for (size_t i = 0; i < srv->n_methods; i++) {
                 pthread_mutex_init(&srv->methods[i].stats.mu, NULL);
         }
-        srv->threads = rpc_xcalloc((size_t) srv->opts.workers, sizeof(pthread_t));
-        for (int i = 0; i < srv->opts.workers; i++) {
+        srv->reserved = srv->opts.reserved;
+        if (srv->reserved == 0) {
+                for (size_t i = 0; i < srv->n_methods; i++) {
+                        if ((srv->methods[i].flags & RPC_METHOD_RELEASE) != 0) {
+                                srv->reserved = 2;
+                        }
+                }
+        }
+        srv->reserved = srv->reserved < 0 ? 0 : srv->reserved;
+        srv->threads = rpc_xcalloc((size_t) (srv->opts.workers + srv->reserved), sizeof(pthread_t));
+        for (int i = 0; i < srv->opts.workers + srv->reserved; i++) {
                 void **arg = rpc_xmalloc(2 * sizeof(void *));
                 arg[0] = srv;
                 arg[1] = (void *) (intptr_t) i;
@@ -1129,6 +1195,7 @@ rpc_server_stop(rpc_server *srv)
         pthread_mutex_lock(&srv->mu);
         srv->queue_closed = true;
         pthread_cond_broadcast(&srv->queue_cv);
+        pthread_cond_broadcast(&srv->release_cv);
         pthread_mutex_unlock(&srv->mu);
         for (int i = 0; i < srv->n_threads; i++) {
                 pthread_join(srv->threads[i], NULL);
@@ -1139,7 +1206,7 @@ rpc_server_stop(rpc_server *srv)
                 nng_aio_stop(srv->ctxs[i].sleep_aio);
         }
         /* Calls that were queued but never ran end here without a reply. */
-        for (rpc_call *call = queue_pop(srv); call != NULL; call = queue_pop(srv)) {
+        for (rpc_call *call = queue_pop(srv, false); call != NULL; call = queue_pop(srv, false)) {
                 call->sctx = NULL;
                 call_free(call);
         }
@@ -1176,6 +1243,7 @@ rpc_server_free(rpc_server *srv)
         pthread_mutex_destroy(&srv->mu);
         pthread_mutex_destroy(&srv->io_mu);
         pthread_cond_destroy(&srv->queue_cv);
+        pthread_cond_destroy(&srv->release_cv);
         pthread_cond_destroy(&srv->drain_cv);
         free(srv);
 }

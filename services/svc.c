@@ -446,6 +446,7 @@ svc_main(const svc_def *def, int argc, char **argv)
         rpc_server_opts opts = {
                 .name = def->name,
                 .workers = (int) rpc_conf_get_int(s.conf, def->name, "workers", 4),
+                .reserved = (int) rpc_conf_get_int(s.conf, def->name, "reserved_workers", 0),
                 .contexts = (int) rpc_conf_get_int(s.conf, def->name, "contexts", 0),
                 .recv_max = (size_t) rpc_conf_get_int(s.conf, def->name, "recv_max", 0),
                 .worker_init = worker_init,
@@ -455,6 +456,11 @@ svc_main(const svc_def *def, int argc, char **argv)
         };
         if (opts.workers < 1 || opts.workers > 256) {
                 fprintf(stderr, "mercato-%s: workers must be 1..256\n", def->name);
+                code = 2;
+                goto out;
+        }
+        if (opts.reserved < -1 || opts.reserved > 64) {
+                fprintf(stderr, "mercato-%s: reserved_workers must be -1..64\n", def->name);
                 code = 2;
                 goto out;
         }

@@ -217,10 +217,12 @@ rpc_status txn_tpc_handle_list_prepared(rpc_call *call, const txn_tpc_participan
                     mercato__txn__v1__vote__descriptor, RPC_METHOD_IDEMPOTENT),                    \
                 RPC_METHOD_ENTRY("Commit", table##_commit,                                         \
                     mercato__txn__v1__gid_request__descriptor,                                     \
-                    mercato__txn__v1__outcome__descriptor, RPC_METHOD_IDEMPOTENT),                 \
+                    mercato__txn__v1__outcome__descriptor,                                         \
+                    RPC_METHOD_IDEMPOTENT | RPC_METHOD_RELEASE),                                   \
                 RPC_METHOD_ENTRY("Rollback", table##_rollback,                                     \
                     mercato__txn__v1__gid_request__descriptor,                                     \
-                    mercato__txn__v1__outcome__descriptor, RPC_METHOD_IDEMPOTENT),                 \
+                    mercato__txn__v1__outcome__descriptor,                                         \
+                    RPC_METHOD_IDEMPOTENT | RPC_METHOD_RELEASE),                                   \
                 RPC_METHOD_ENTRY("ListPrepared", table##_list,                                     \
                     mercato__txn__v1__list_prepared_request__descriptor,                           \
                     mercato__txn__v1__list_prepared_response__descriptor, RPC_METHOD_IDEMPOTENT),  \

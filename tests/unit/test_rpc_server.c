@@ -1,6 +1,8 @@
-/* test_rpc_server.c: the server's life cycle: worker state, duplicates, metadata, stats, graceful stop. */
+/* test_rpc_server.c: the server's life cycle: worker state, duplicates, metadata, stats, graceful
+ * stop, and the reserved workers of lock-releasing methods. */
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -447,6 +449,154 @@ test_rpc_server_stop_finishes_queued_calls(void **state)
         rpc_test_server_free(srv);
 }
 
+/* The gate: Echo "gate" holds its worker until a Count opens the gate (as a Prepare waits on
+ * a row that only a Commit frees), or gives up after GATE_MS (as lock_timeout would). */
+#define GATE_MS 2000
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_open;
+static int gate_waiting;
+static int gate_others; /* Echo calls other than the gate that ran */
+
+RPC_HANDLER(g_echo, Mercato__Test__V1__EchoRequest, Mercato__Test__V1__EchoReply)
+{
+        bool opened;
+
+        resp->text = rpc_call_strdup(call, req->text);
+        pthread_mutex_lock(&gate_mu);
+        if (strcmp(req->text, "gate") != 0) {
+                gate_others++;
+                pthread_mutex_unlock(&gate_mu);
+                return RPC_OK;
+        }
+        gate_waiting++;
+        int64_t until = rpc_now_mono_ms() + GATE_MS;
+        while (!gate_open && rpc_now_mono_ms() < until) {
+                pthread_mutex_unlock(&gate_mu);
+                usleep(5000);
+                pthread_mutex_lock(&gate_mu);
+        }
+        opened = gate_open;
+        gate_waiting--;
+        pthread_mutex_unlock(&gate_mu);
+        return opened ? RPC_OK : rpc_call_error(call, RPC_ABORTED, "the gate stayed shut");
+}
+
+RPC_HANDLER(g_open, Mercato__Test__V1__CountRequest, Mercato__Test__V1__CountReply)
+{
+        pthread_mutex_lock(&gate_mu);
+        gate_open = true;
+        pthread_cond_broadcast(&gate_cv);
+        pthread_mutex_unlock(&gate_mu);
+        resp->calls = 1;
+        return RPC_OK;
+}
+
+static const rpc_method g_table[] = {
+        RPC_METHOD_ENTRY("Echo", g_echo, mercato__test__v1__echo_request__descriptor,
+            mercato__test__v1__echo_reply__descriptor, RPC_METHOD_IDEMPOTENT),
+        RPC_METHOD_ENTRY("Defer", s_defer, mercato__test__v1__echo_request__descriptor,
+            mercato__test__v1__echo_reply__descriptor, 0),
+        RPC_METHOD_ENTRY("Count", g_open, mercato__test__v1__count_request__descriptor,
+            mercato__test__v1__count_reply__descriptor, RPC_METHOD_IDEMPOTENT | RPC_METHOD_RELEASE),
+};
+
+static int
+gate_read(int *counter)
+{
+        pthread_mutex_lock(&gate_mu);
+        int v = *counter;
+        pthread_mutex_unlock(&gate_mu);
+        return v;
+}
+
+/* One worker, held by the gate; then Echo "behind" and Count (the release) arrive. Returns
+ * the gate's status, Count's, and whether Echo "behind" had run when Count returned. */
+static void
+gate_run(int reserved, rpc_status *ret_gate, rpc_status *ret_open, int *ret_others_at_open,
+    int32_t *ret_reserved)
+{
+        rpc_server_opts opts = { .name = "gate", .workers = 1, .reserved = reserved };
+        rpc_server *srv = NULL;
+        char url[128], err[256] = "";
+        pthread_t tg, tb;
+
+        gate_open = false;
+        gate_others = 0;
+        assert_int_equal(rpc_server_new(&opts, &srv), RPC_OK);
+        assert_int_equal(rpc_server_add_service(srv, &mercato__test__v1__echo_service__descriptor,
+                             g_table, 3, err, sizeof(err)),
+            RPC_OK);
+        rpc_test_unique(url, sizeof(url), "inproc://gate");
+        assert_int_equal(rpc_server_listen(srv, url, err, sizeof(err)), RPC_OK);
+        assert_int_equal(rpc_server_start(srv), RPC_OK);
+        rpc_client *c = rpc_test_client(url, NULL);
+        bg_echo gate = { .c = c, .text = "gate", .st = RPC_UNKNOWN };
+        bg_echo behind = { .c = c, .text = "behind", .st = RPC_UNKNOWN };
+
+        Mercato__Rpc__V1__HealthRequest hreq = MERCATO__RPC__V1__HEALTH_REQUEST__INIT;
+        ProtobufCMessage *hresp = NULL;
+        rpc_call_opts copts = { .timeout_ms = TIMEOUT_MS, .no_retry = true };
+        rpc_error e = { 0 };
+        assert_int_equal(rpc_client_call(c, "/mercato.rpc.v1.StandardService/Health", &hreq.base,
+                             &mercato__rpc__v1__health_response__descriptor, &hresp, &copts, &e),
+            RPC_OK);
+        *ret_reserved = ((Mercato__Rpc__V1__HealthResponse *) hresp)->reserved_workers;
+        protobuf_c_message_free_unpacked(hresp, NULL);
+
+        assert_int_equal(pthread_create(&tg, NULL, bg_echo_run, &gate), 0);
+        for (int i = 0; i < 500 && gate_read(&gate_waiting) == 0; i++) {
+                usleep(2000);
+        }
+        assert_int_equal(gate_read(&gate_waiting), 1);
+        assert_int_equal(pthread_create(&tb, NULL, bg_echo_run, &behind), 0);
+        for (int i = 0; i < 500 && rpc_server_inflight(srv) < 2; i++) {
+                usleep(2000);
+        }
+        assert_int_equal(rpc_server_inflight(srv), 2);
+
+        Mercato__Test__V1__CountRequest creq = MERCATO__TEST__V1__COUNT_REQUEST__INIT;
+        ProtobufCMessage *cresp = NULL;
+        creq.text = (char *) "open";
+        *ret_open = rpc_client_call(c, ECHO_METHOD_COUNT, &creq.base,
+            &mercato__test__v1__count_reply__descriptor, &cresp, &copts, &e);
+        *ret_others_at_open = gate_read(&gate_others);
+        if (cresp != NULL) {
+                protobuf_c_message_free_unpacked(cresp, NULL);
+        }
+        pthread_join(tg, NULL);
+        pthread_join(tb, NULL);
+        *ret_gate = gate.st;
+        assert_int_equal(behind.st, RPC_OK);
+        rpc_client_free(c);
+        rpc_server_stop(srv);
+        rpc_server_free(srv);
+}
+
+/* A lock-releasing call reaches a reserved worker while every worker is held by a call
+ * waiting for it, and runs ahead of a plain call queued before it; the reserved worker
+ * takes no plain call. With the reserve turned off, the same release waits behind the
+ * held worker until the holder gives up: the deadlock the reserve exists to break. */
+static void
+test_rpc_server_release_runs_on_reserved_worker(void **state)
+{
+        rpc_status gate, open;
+        int others;
+        int32_t reserved;
+
+        gate_run(0, &gate, &open, &others, &reserved);
+        assert_int_equal(reserved, 2); /* the default, since Count releases */
+        assert_int_equal(open, RPC_OK);
+        assert_int_equal(gate, RPC_OK); /* opened, not given up */
+        assert_int_equal(others, 0);    /* "behind" waited for the one worker */
+
+        gate_run(-1, &gate, &open, &others, &reserved);
+        assert_int_equal(reserved, 0);
+        assert_int_equal(open, RPC_OK);
+        assert_int_equal(gate, RPC_ABORTED); /* the gate gave up before Count could run */
+}
+
 int
 main(void)
 {
@@ -457,6 +607,7 @@ main(void)
                 cmocka_unit_test(test_rpc_server_stats_count),
                 cmocka_unit_test(test_rpc_server_stop_drains_in_flight),
                 cmocka_unit_test(test_rpc_server_stop_finishes_queued_calls),
+                cmocka_unit_test(test_rpc_server_release_runs_on_reserved_worker),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
