@@ -72,7 +72,7 @@ fuzz_server_dispatch(
         reply = captured.frame;
         *ret_len = captured.len;
         /* The copies of a duplicate fault, as the workers would pop them. */
-        for (rpc_call *copy = queue_pop(srv); copy != NULL; copy = queue_pop(srv)) {
+        for (rpc_call *copy = queue_pop(srv, false); copy != NULL; copy = queue_pop(srv, false)) {
                 call_run(copy, worker);
         }
         return reply;
