@@ -2,51 +2,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "modes.h"
 #include "order_priv.h"
+#include "reply.h"
 
 #define PAGE_DEFAULT 20
 #define PAGE_MAX 100
 #define QUANTITY_MAX INT64_C(1000000000000)
-
-Mercato__Order__V1__Order *
-order_msg(rpc_call *call, const order_rec *rec, Mercato__Order__V1__Order *msg)
-{
-        if (msg == NULL) {
-                msg = rpc_call_alloc(call, sizeof(*msg));
-                mercato__order__v1__order__init(msg);
-        }
-        msg->order_id = rec->order_id;
-        msg->user_id = rec->user_id;
-        msg->status = (Mercato__Order__V1__OrderStatus) rec->status;
-        msg->reason = rpc_call_strdup(call, rec->reason != NULL ? rec->reason : "");
-        msg->total = rec->total;
-        msg->discount = rec->discount;
-        msg->amount = rec->amount;
-        msg->coupon_id = rec->coupon_id;
-        msg->mode = (Mercato__Order__V1__Mode) rec->mode;
-        msg->created_at_ms = rec->created_at_ms;
-        msg->updated_at_ms = rec->updated_at_ms;
-        if (rec->failure.branch[0] != '\0') {
-                Mercato__Order__V1__OrderFailure *f = rpc_call_alloc(call, sizeof(*f));
-                mercato__order__v1__order_failure__init(f);
-                f->branch = rpc_call_strdup(call, rec->failure.branch);
-                f->status = rpc_call_strdup(call, rec->failure.status);
-                f->message = rpc_call_strdup(call, rec->failure.message);
-                msg->failure = f;
-        }
-        msg->n_items = rec->n_items;
-        msg->items
-            = rpc_call_alloc(call, (rec->n_items > 0 ? rec->n_items : 1) * sizeof(*msg->items));
-        for (size_t i = 0; i < rec->n_items; i++) {
-                Mercato__Order__V1__OrderItem *it = rpc_call_alloc(call, sizeof(*it));
-                mercato__order__v1__order_item__init(it);
-                it->product_id = rec->items[i].product_id;
-                it->quantity = rec->items[i].quantity;
-                it->unit_price = rec->items[i].unit_price;
-                msg->items[i] = it;
-        }
-        return msg;
-}
 
 order_mode
 order_default_mode(const rpc_conf *conf)
@@ -80,9 +42,8 @@ resolve_mode(rpc_call *call, Mercato__Order__V1__Mode m)
 RPC_HANDLER(handle_place_order, Mercato__Order__V1__PlaceOrderRequest,
     Mercato__Order__V1__PlaceOrderResponse)
 {
+        const order_mode_ops *ops;
         order_request *r;
-        order_mode mode;
-        rpc_status st;
 
         if (req->user_id <= 0) {
                 return rpc_call_error(call, RPC_INVALID_ARGUMENT, "user_id must be > 0");
@@ -94,8 +55,8 @@ RPC_HANDLER(handle_place_order, Mercato__Order__V1__PlaceOrderRequest,
         if (req->coupon_id < 0) {
                 return rpc_call_error(call, RPC_INVALID_ARGUMENT, "coupon_id must be >= 0");
         }
-        if (req->mode < MERCATO__ORDER__V1__MODE__MODE_UNSPECIFIED
-            || req->mode > MERCATO__ORDER__V1__MODE__MODE_MONOLITH) {
+        if (req->mode != MERCATO__ORDER__V1__MODE__MODE_UNSPECIFIED
+            && order_mode_ops_of((order_mode) req->mode) == NULL) {
                 return rpc_call_error(
                     call, RPC_INVALID_ARGUMENT, "unknown mode %d", (int) req->mode);
         }
@@ -131,36 +92,11 @@ RPC_HANDLER(handle_place_order, Mercato__Order__V1__PlaceOrderRequest,
                 }
         }
 
-        mode = resolve_mode(call, req->mode);
-        switch (mode) {
-        case ORDER_MODE_MONOLITH:
-                st = order_monolith_place(call, r, resp);
-                break;
-        case ORDER_MODE_SAGA:
-                st = order_saga_place(call, r, resp);
-                break;
-        case ORDER_MODE_TWO_PC:
-                st = order_tpc_place(call, r, resp);
-                break;
-        default:
-                st = rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown mode");
-                break;
+        ops = order_mode_ops_of(resolve_mode(call, req->mode));
+        if (ops == NULL) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown mode");
         }
-        return st;
-}
-
-rpc_status
-order_reply_key(
-    rpc_call *call, db_conn *db, const char *key, Mercato__Order__V1__PlaceOrderResponse *resp)
-{
-        order_rec rec;
-        rpc_status st = order_store_find_key(db, key, &rec);
-
-        if (st == RPC_OK) {
-                resp->order = order_msg(call, &rec, NULL);
-                order_rec_fini(&rec);
-        }
-        return st;
+        return ops->place(call, r, resp);
 }
 
 RPC_HANDLER(handle_get_order, Mercato__Order__V1__GetOrderRequest, Mercato__Order__V1__Order)

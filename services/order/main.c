@@ -4,6 +4,7 @@
 #include "cart_store.h"
 #include "dataplatform_store.h"
 #include "event.pb-c.h"
+#include "modes.h"
 #include "order_priv.h"
 #include "payment_store.h"
 #include "product_store.h"
@@ -17,25 +18,27 @@ static const svc_service order_services[] = {
         { &mercato__event__v1__event_sink__descriptor, order_event_methods, ORDER_N_EVENT_METHODS },
 };
 
-/* Refuses to start with a default mode that is not a mode; starts the saga's clock and the
- * 2pc coordinator (its epoch and recovery). */
+/* Refuses to start with a default mode that is not a mode; starts every mode (the saga's
+ * clock, the 2pc coordinator's epoch and recovery). */
 static rpc_status
 order_start(svc *s)
 {
         if (order_default_mode(svc_conf(s)) == 0) {
-                fprintf(stderr, "mercato-order: unknown mode '%s' (saga, 2pc, monolith)\n",
+                fprintf(stderr, "mercato-order: unknown mode '%s' (",
                     rpc_conf_get(svc_conf(s), "order", "mode"));
+                for (int m = 1; m < ORDER_MODE_END; m++) {
+                        fprintf(stderr, "%s%s", m > 1 ? ", " : "", order_mode_name((order_mode) m));
+                }
+                fprintf(stderr, ")\n");
                 return RPC_INVALID_ARGUMENT;
         }
-        rpc_status st = order_saga_start(s);
-        return st == RPC_OK ? order_tpc_start(s) : st;
+        return order_modes_start(s);
 }
 
 static void
 order_stop(svc *s)
 {
-        order_tpc_stop(s);
-        order_saga_stop(s);
+        order_modes_stop(s);
 }
 
 int

@@ -1,7 +1,9 @@
 /* monolith.c: PlaceOrder in the monolith mode: the call around order_monolith_run (monolith_tx.c). */
 #include <string.h>
 
+#include "modes.h"
 #include "order_priv.h"
+#include "reply.h"
 
 /* Answers with the order an idempotency key placed. */
 static rpc_status
@@ -18,9 +20,9 @@ reply_existing(
         return RPC_OK;
 }
 
-rpc_status
-order_monolith_place(
-    rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp)
+/* Runs a whole order as one local transaction on the monolith database. */
+static rpc_status
+monolith_place(rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp)
 {
         order_mono *o = rpc_call_alloc(call, sizeof(*o));
         order_mono_outcome out;
@@ -76,3 +78,8 @@ order_monolith_place(
         resp->order = order_msg(call, &rec, NULL);
         return RPC_OK;
 }
+
+const order_mode_ops order_monolith_ops = {
+        .mode = ORDER_MODE_MONOLITH,
+        .place = monolith_place,
+};

@@ -31,10 +31,19 @@ typedef enum order_state {
         ORDER_CANCELLED = 3, /* a step failed; everything before it was undone */
 } order_state;
 
+/* The transaction modes of the order flow: the enumerator, its number (the proto's Mode,
+ * contiguous from 1) and its name in the database and the topology file. A new mode adds a
+ * line here, an entry to the table in modes.c and its own file. */
+#define ORDER_MODES(X)                                                                             \
+        X(ORDER_MODE_SAGA, 1, "saga")                                                              \
+        X(ORDER_MODE_TWO_PC, 2, "2pc")                                                             \
+        X(ORDER_MODE_MONOLITH, 3, "monolith")
+
 typedef enum order_mode {
-        ORDER_MODE_SAGA = 1, /* same numbers as the proto's Mode */
-        ORDER_MODE_TWO_PC = 2,
-        ORDER_MODE_MONOLITH = 3,
+#define ORDER_MODE_ENUM(e, n, name) e = n,
+        ORDER_MODES(ORDER_MODE_ENUM)
+#undef ORDER_MODE_ENUM
+            ORDER_MODE_END /* one past the last */
 } order_mode;
 
 typedef struct order_line {

@@ -363,9 +363,10 @@ create_tx(rpc_call *call, db_conn *db, const order_new *on, bool first_event, or
         return CREATE_ERROR;
 }
 
-rpc_status
-order_saga_place(
-    rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp)
+/* Creates the order PENDING with its first event and defers the reply until the order is
+ * terminal or the deadline passes (then PENDING). */
+static rpc_status
+saga_place(rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp)
 {
         svc *s = svc_of_call(call);
         svc_step_result create = svc_step(s != NULL ? svc_conf(s) : NULL, "order", "create");
@@ -474,8 +475,10 @@ open_peer(const rpc_conf *conf, const char *name)
         return c;
 }
 
-rpc_status
-order_saga_start(svc *s)
+/* Reads [order] saga_timeout_ms and saga_scan_ms, opens the clients of product and user,
+ * starts the clock. */
+static rpc_status
+saga_start(svc *s)
 {
         const rpc_conf *conf = svc_conf(s);
         int64_t timeout_ms
@@ -502,11 +505,19 @@ order_saga_start(svc *s)
         return RPC_OK;
 }
 
-void
-order_saga_stop(svc *s)
+/* Answers the waiters left PENDING. */
+static void
+saga_stop(svc *s)
 {
         (void) s;
         /* The clients stay open: handlers may still run until the server stops, and the
          * process ends right after. */
         saga_clock_stop();
 }
+
+const order_mode_ops order_saga_ops = {
+        .mode = ORDER_MODE_SAGA,
+        .place = saga_place,
+        .start = saga_start,
+        .stop = saga_stop,
+};

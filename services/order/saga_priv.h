@@ -5,7 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "order_priv.h"
+#include "modes.h"
+#include "reply.h"
 
 /* The outbox source of the order service (its relay drains it). */
 #define SAGA_SOURCE "order"
@@ -52,11 +53,6 @@ rpc_status order_saga_cancel(svc *s, db_conn *db, int64_t order_id, const char *
 
 /* The configured saga deadline, in ms. */
 int64_t order_saga_timeout_ms(void);
-
-/* Start and stop hooks (main.c): reads [order] saga_timeout_ms and saga_scan_ms, opens the
- * clients of product and user, starts the clock. Stop answers the waiters left PENDING. */
-rpc_status order_saga_start(svc *s) RPC_WARN_UNUSED;
-void order_saga_stop(svc *s);
 
 /*
  * The clock (saga_clock.c): the reply waiters, their timer, and the deadline scan.

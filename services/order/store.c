@@ -88,16 +88,16 @@ static const char *const state_names[] = {
         [ORDER_CANCELLED] = "CANCELLED",
 };
 
-static const char *const mode_names[] = {
-        [ORDER_MODE_SAGA] = "saga",
-        [ORDER_MODE_TWO_PC] = "2pc",
-        [ORDER_MODE_MONOLITH] = "monolith",
+static const char *const mode_names[ORDER_MODE_END] = {
+#define ORDER_MODE_NAME(e, n, name) [e] = name,
+        ORDER_MODES(ORDER_MODE_NAME)
+#undef ORDER_MODE_NAME
 };
 
 const char *
 order_mode_name(order_mode mode)
 {
-        if (mode < ORDER_MODE_SAGA || mode > ORDER_MODE_MONOLITH) {
+        if (mode < 1 || mode >= ORDER_MODE_END) {
                 return "";
         }
         return mode_names[mode];
@@ -106,7 +106,7 @@ order_mode_name(order_mode mode)
 order_mode
 order_mode_from_name(const char *name)
 {
-        for (int m = ORDER_MODE_SAGA; m <= ORDER_MODE_MONOLITH; m++) {
+        for (int m = 1; m < ORDER_MODE_END; m++) {
                 if (name != NULL && strcmp(name, mode_names[m]) == 0) {
                         return (order_mode) m;
                 }

@@ -37,7 +37,7 @@
  * the order with its cancellation, so GetOrder and `mercato txn show` tell what failed,
  * also when recovery finishes the abort.
  *
- * Recovery (txn_tpc_recovery, a thread started by order_tpc_start) finishes what a crash
+ * Recovery (txn_tpc_recovery, a thread started by tpc_start) finishes what a crash
  * or an unreachable participant left: it re-drives every decision not done, and presumes
  * abort for a transaction undecided after [order] tpc_grace_ms (default 30000), cancelling
  * its order with reason timeout. PlaceOrder in 2pc waits for its first pass. A new epoch is
@@ -62,7 +62,8 @@
 #include <unistd.h>
 
 #include "event.pb-c.h"
-#include "order_priv.h"
+#include "modes.h"
+#include "reply.h"
 #include "product.pb-c.h"
 #include "tpc.h"
 #include "txn.h"
@@ -110,9 +111,9 @@ typedef struct tpc_coord {
         txn_tpc_recovery *recovery;
         pthread_mutex_t mu;               /* guards what follows */
         pthread_cond_t ready;             /* signalled when recovery starts */
-        txn_tpc_recovery *recovery_ready; /* recovery once order_tpc_start is done */
+        txn_tpc_recovery *recovery_ready; /* recovery once tpc_start is done */
         int active;                       /* PlaceOrder calls past coordinator_enter */
-        bool stopping;                    /* order_tpc_stop began: no new 2pc order */
+        bool stopping;                    /* tpc_stop began: no new 2pc order */
         int64_t epoch;                    /* 0 until started */
         int64_t epoch_max_id;             /* the highest order id used in this epoch */
         /* Which of the EPOCH_WINDOW ids up to epoch_max_id this epoch used, bit id % window:
@@ -322,8 +323,9 @@ recovery_opts(tpc_ctx *ctx)
 /*
  * Start and stop
  */
-rpc_status
-order_tpc_start(svc *s)
+/* Draws a new epoch, opens the participants' clients, starts recovery. */
+static rpc_status
+tpc_start(svc *s)
 {
         const rpc_conf *conf = svc_conf(s);
         const char *id = rpc_conf_get(conf, "order", "coordinator_id");
@@ -445,8 +447,8 @@ coordinator_leave(void)
         pthread_mutex_unlock(&coord.mu);
 }
 
-void
-order_tpc_stop(svc *s)
+static void
+tpc_stop(svc *s)
 {
         int64_t until = rpc_now_mono_ms() + 10000;
 
@@ -970,9 +972,10 @@ finish_all(
 static rpc_status place(
     rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp);
 
-rpc_status
-order_tpc_place(
-    rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp)
+/* Replies with the order COMPLETED or CANCELLED (PENDING only when the decision could not
+ * be recorded). */
+static rpc_status
+tpc_place(rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp)
 {
         rpc_status st;
 
@@ -1074,3 +1077,10 @@ place(rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResp
         finish_all(db, o, decision, reason, own_prepared);
         return reply_order(db, o, ORDER_CANCELLED, reason, resp);
 }
+
+const order_mode_ops order_tpc_ops = {
+        .mode = ORDER_MODE_TWO_PC,
+        .place = tpc_place,
+        .start = tpc_start,
+        .stop = tpc_stop,
+};

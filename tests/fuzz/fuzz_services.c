@@ -11,6 +11,7 @@
 #include "dataplatform_store.h"
 #include "event.pb-c.h"
 #include "fuzz_host.h"
+#include "modes.h"
 #include "order_priv.h"
 #include "payment.pb-c.h"
 #include "payment_priv.h"
@@ -174,7 +175,7 @@ fuzz_host_new(const svc_def *def, rpc_faults *faults, size_t recv_max)
                 /* No coordinator: a 2pc PlaceOrder is refused at once, after validation,
                  * rather than waiting for one to start. The saga, never started, refuses
                  * its orders likewise. */
-                order_tpc_stop(h->svc);
+                order_mode_ops_of(ORDER_MODE_TWO_PC)->stop(h->svc);
         }
         return h;
 }
