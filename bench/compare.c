@@ -314,7 +314,9 @@ run_mode(bench_ctx *x, int mi, int clients, bool observe, bool replay, mode_resu
                 dbstat_sampler_stop(sampler, NULL);
                 return false;
         }
+        proccost_sampler *pc = proccost_start(x->conf, dbs.conninfo[0]);
         if (load_run(&lo, &run, err, errlen) != RPC_OK) {
+                proccost_stop(pc, 0, &r->cost);
                 observe_stop(ob);
                 dbstat_sampler_stop(sampler, NULL);
                 return false;
@@ -325,6 +327,7 @@ run_mode(bench_ctx *x, int mi, int clients, bool observe, bool replay, mode_resu
         char qerr[256] = "";
         r->quiet = dbstat_wait_quiet(&dbs, x->quiet_timeout_ms, &waited_ms, qerr, sizeof(qerr));
         r->convergence_s = (double) (bench_now_ns() - run.t_end_ns) / 1e9;
+        proccost_stop(pc, run.n_orders, &r->cost);
         if (!r->quiet) {
                 fprintf(stderr, "mercato-bench: %s: %s\n", mode, qerr);
         }

@@ -8,6 +8,7 @@
 
 #include "dbstat.h"
 #include "observe.h"
+#include "proccost.h"
 #include "rpc.h"
 #include "workload.h"
 
@@ -52,6 +53,9 @@ typedef struct mode_result {
          * orders/s than it can sustain; these figures charge it the backlog. */
         double sustained_orders_per_s;
         double replay_drain_s, replay_sustained_orders_per_s, sustained_ratio;
+        /* CPU time and context switches per order, per process, from before the load to
+         * quiescence (the warm-up's orders and the observers' reads included). */
+        proccost cost;
 } mode_result;
 
 void mode_result_free(mode_result *r);

@@ -22,6 +22,40 @@ ended(const mode_result *r)
         return r->completed + r->cancelled;
 }
 
+/* The detail line of the cost per order: CPU ms and context switches of each process. */
+static void
+print_cost(const proccost *c)
+{
+        printf("  per order (CPU ms/switches):");
+        for (int i = 0; i < PROCCOST_N; i++) {
+                if (c->p[i].ok) {
+                        printf(" %s %.2f/%.1f", c->p[i].name, c->p[i].cpu_ms, c->p[i].switches);
+                } else {
+                        printf(" %s -", c->p[i].name != NULL ? c->p[i].name : "?");
+                }
+        }
+        printf("; total %.2f/%.1f over %llu orders\n", proccost_total_cpu_ms(c),
+            proccost_total_switches(c), (unsigned long long) c->orders);
+}
+
+static json_t *
+cost_json(const proccost *c)
+{
+        json_t *procs = json_object();
+
+        for (int i = 0; i < PROCCOST_N; i++) {
+                if (c->p[i].name == NULL) {
+                        continue;
+                }
+                json_object_set_new(procs, c->p[i].name,
+                    c->p[i].ok ? json_pack("{s:f, s:f, s:f}", "cpu_ms", c->p[i].cpu_ms, "switches",
+                        c->p[i].switches, "voluntary_switches", c->p[i].voluntary)
+                               : json_null());
+        }
+        return json_pack("{s:I, s:o, s:f, s:f}", "orders", (json_int_t) c->orders, "processes",
+            procs, "cpu_ms", proccost_total_cpu_ms(c), "switches", proccost_total_switches(c));
+}
+
 void
 report_table(const mode_result *r, size_t n)
 {
@@ -82,6 +116,7 @@ report_table(const mode_result *r, size_t n)
                         printf("  sustained: %.1f orders/s counting the %.2f s convergence\n",
                             m->sustained_orders_per_s, m->convergence_s);
                 }
+                print_cost(&m->cost);
                 printf("  lock waits: %.3f backend-s (%.3f ms per order)\n", m->lock_wait_s,
                     m->orders > 0 ? m->lock_wait_s * 1000 / (double) m->orders : 0.0);
                 if (m->has_tpc) {
@@ -147,6 +182,7 @@ mode_json(const mode_result *m)
             json_pack("{s:b, s:i, s:I, s:s}", "ok", m->check_ok, "exit", m->check_exit,
                 "violations", (json_int_t) m->violations, "failed", m->check_failures));
         json_object_set_new(o, "invariant_violations", json_integer((json_int_t) m->violations));
+        json_object_set_new(o, "cost_per_order", cost_json(&m->cost));
         json_object_set_new(o, "replay",
             m->has_replay ? json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "orders",
                 (json_int_t) m->replay_orders, "orders_per_s", m->replay_orders_per_s, "p50_ms",
@@ -209,7 +245,8 @@ csv_header(FILE *f)
             "mode,clients,seconds,orders,orders_per_s,p50_ms,p99_ms,p999_ms,completed_pct,"
             "cancelled_pct,compensated_pct,errors,convergence_s,dirty_reads,"
             "invariant_violations,lock_wait_s,replay_orders_per_s,replay_ratio,"
-            "sustained_orders_per_s,replay_sustained_orders_per_s,sustained_ratio,check\n");
+            "sustained_orders_per_s,replay_sustained_orders_per_s,sustained_ratio,"
+            "cpu_ms_per_order,switches_per_order,check\n");
 }
 
 static void
@@ -234,7 +271,8 @@ csv_row(FILE *f, const mode_result *m)
         } else {
                 fprintf(f, ",");
         }
-        fprintf(f, ",%s\n", m->check_ok ? "PASS" : "FAIL");
+        fprintf(f, ",%.3f,%.2f,%s\n", proccost_total_cpu_ms(&m->cost),
+            proccost_total_switches(&m->cost), m->check_ok ? "PASS" : "FAIL");
 }
 
 /* Runs gnuplot on a script written into dir. */

@@ -31,6 +31,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -898,6 +900,16 @@ RPC_HANDLER(std_stats, Mercato__Rpc__V1__StatsRequest, Mercato__Rpc__V1__StatsRe
         resp->faults_injected = rpc_faults_fired(srv->opts.faults);
         resp->uptime_ms = rpc_now_mono_ms() - srv->start_ms;
         resp->heap_in_use_bytes = heap_in_use();
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0) {
+                resp->cpu_user_us
+                    = (uint64_t) ru.ru_utime.tv_sec * 1000000u + (uint64_t) ru.ru_utime.tv_usec;
+                resp->cpu_system_us
+                    = (uint64_t) ru.ru_stime.tv_sec * 1000000u + (uint64_t) ru.ru_stime.tv_usec;
+                resp->voluntary_switches = (uint64_t) ru.ru_nvcsw;
+                resp->involuntary_switches = (uint64_t) ru.ru_nivcsw;
+        }
+        resp->pid = (int32_t) getpid();
 
         size_t cap = rpc_client_peers(NULL, 0);
         rpc_peer_stats *peers = rpc_call_alloc(call, (cap + 1) * sizeof(*peers));

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
@@ -80,7 +81,48 @@ static const char *const mode_fields[] = { "mode", "clients", "seconds", "orders
         "compensated_pct", "errors", "unexpected", "cancelled_by_reason", "quiet", "convergence_s",
         "lock_wait_s", "lock_wait_ms_per_order", "observers", "dirty_reads", "tpc", "check",
         "invariant_violations", "replay", "sustained_orders_per_s", "cancelled_timeout",
-        "cancelled_participant_error", NULL };
+        "cancelled_participant_error", "cost_per_order", NULL };
+
+/* Every process a cost line names, services first. */
+static const char *const cost_procs[]
+    = { "product", "cart", "user", "payment", "dataplatform", "order", "postgres", "bench", NULL };
+
+/* The cost per order: every process measured, the busy ones above zero, the total their
+ * sum. In the monolith only the order service and PostgreSQL do an order's work. */
+static void
+assert_cost(const char *mode, const json_t *cost)
+{
+        const json_t *procs = json_object_get(cost, "processes");
+        double cpu = 0, switches = 0;
+
+        assert_true(json_is_object(procs));
+        assert_true(json_integer_value(json_object_get(cost, "orders")) > 0);
+        for (const char *const *p = cost_procs; *p != NULL; p++) {
+                const json_t *e = json_object_get(procs, *p);
+                if (!json_is_object(e)) {
+                        fail_msg("%s: %s's cost per order was not measured", mode, *p);
+                }
+                double c = json_real_value(json_object_get(e, "cpu_ms"));
+                double s = json_real_value(json_object_get(e, "switches"));
+                assert_true(c >= 0 && s >= 0);
+                assert_true(json_real_value(json_object_get(e, "voluntary_switches")) <= s);
+                bool busy = strcmp(*p, "order") == 0 || strcmp(*p, "postgres") == 0
+                    || strcmp(*p, "bench") == 0
+                    || (strcmp(mode, "monolith") != 0
+                        && (strcmp(*p, "product") == 0 || strcmp(*p, "user") == 0
+                            || strcmp(*p, "payment") == 0));
+                if (busy && !(c > 0 && s > 0)) {
+                        fail_msg(
+                            "%s: %s costs %.3f ms and %.2f switches per order", mode, *p, c, s);
+                }
+                cpu += c;
+                switches += s;
+        }
+        assert_true(
+            fabs(json_real_value(json_object_get(cost, "cpu_ms")) - cpu) < 1e-6 * (1 + cpu));
+        assert_true(fabs(json_real_value(json_object_get(cost, "switches")) - switches)
+            < 1e-6 * (1 + switches));
+}
 
 static void
 test_compare_short_run(void **state)
@@ -158,6 +200,7 @@ test_compare_short_run(void **state)
                 assert_true(json_real_value(json_object_get(replay, "drain_s")) >= 0);
                 assert_true(replay_sustained > 0 && replay_sustained <= replay_rate * 1.0001);
                 assert_true(json_real_value(json_object_get(replay, "sustained_ratio")) > 0);
+                assert_cost(mode, json_object_get(m, "cost_per_order"));
         }
         json_decref(doc);
         assert_true(nonempty_file("compare.csv"));
