@@ -585,22 +585,31 @@ reap(cluster_svc *s)
         return false;
 }
 
+/* One probe client across the tries, closed once it answered (see rpc_health_call). */
 static rpc_status
 wait_healthy(cluster *c, cluster_svc *s, char *err, size_t errlen)
 {
+        rpc_client *probe = NULL;
+
         for (int tries = 0; tries < HEALTH_TRIES; tries++) {
                 if (reap(s)) {
                         char *tail = cluster_log_tail(c, s->name, 1500);
                         snprintf(err, errlen, "%s exited during start-up; its log ends:\n%s",
                             s->name, tail);
                         free(tail);
+                        rpc_client_free(probe);
                         return RPC_UNAVAILABLE;
                 }
-                if (rpc_health_once(s->address, 300) == RPC_OK) {
+                if (probe == NULL && rpc_client_open(s->address, NULL, &probe) != RPC_OK) {
+                        probe = NULL;
+                }
+                if (probe != NULL && rpc_health_call(probe, 300) == RPC_OK) {
+                        rpc_client_free(probe);
                         return RPC_OK;
                 }
                 bench_sleep_ms(HEALTH_SLEEP_MS);
         }
+        rpc_client_free(probe);
         char *tail = cluster_log_tail(c, s->name, 1500);
         snprintf(
             err, errlen, "%s did not answer Health within 30 s; its log ends:\n%s", s->name, tail);

@@ -491,11 +491,24 @@ rpc_client_call(rpc_client *c, const char *method, const ProtobufCMessage *req,
 }
 
 rpc_status
-rpc_health_once(const char *url, int64_t timeout_ms)
+rpc_health_call(rpc_client *c, int64_t timeout_ms)
 {
         Mercato__Rpc__V1__HealthRequest req = MERCATO__RPC__V1__HEALTH_REQUEST__INIT;
         rpc_call_opts opts = { .timeout_ms = timeout_ms, .no_retry = true };
         ProtobufCMessage *resp = NULL;
+        rpc_status st;
+
+        st = rpc_client_call(c, "/mercato.rpc.v1.StandardService/Health", &req.base,
+            &mercato__rpc__v1__health_response__descriptor, &resp, &opts, NULL);
+        if (resp != NULL) {
+                protobuf_c_message_free_unpacked(resp, NULL);
+        }
+        return st;
+}
+
+rpc_status
+rpc_health_once(const char *url, int64_t timeout_ms)
+{
         rpc_client *cl = NULL;
         rpc_status st;
 
@@ -503,11 +516,7 @@ rpc_health_once(const char *url, int64_t timeout_ms)
         if (st != RPC_OK) {
                 return st;
         }
-        st = rpc_client_call(cl, "/mercato.rpc.v1.StandardService/Health", &req.base,
-            &mercato__rpc__v1__health_response__descriptor, &resp, &opts, NULL);
-        if (resp != NULL) {
-                protobuf_c_message_free_unpacked(resp, NULL);
-        }
+        st = rpc_health_call(cl, timeout_ms);
         rpc_client_free(cl);
         return st;
 }
