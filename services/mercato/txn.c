@@ -1,7 +1,9 @@
-/* txn.c: `mercato txn list|show|resolve`: the in-flight and in-doubt two-phase commits, by hand.
+/* txn.c: `mercato txn list|show|resolve`: the transactions in flight, in every mode, by hand.
  *
  * Like `mercato seed`, these connect straight to the databases the topology names (every
- * section's db, and [monolith] db), so they work while the services are down:
+ * section's db, and [monolith] db), so they work while the services are down. Each mode is
+ * an entry of txn_modes: list adds what it has in flight, show and resolve act on the ids
+ * it owns. For 2pc (the id is a GID):
  *
  *   list     every database's pg_prepared_xacts (gid, age, database), and the coordinator
  *            log's transactions not done ([order] db): decided and not yet confirmed by
@@ -13,6 +15,18 @@
  *            nor an aborted one committed), then every database's branch is finished
  *            (a rollback also refuses a late prepare of the gid). The coordinator's
  *            recovery then records the order's outcome and marks the row done.
+ *
+ * For the saga (the id is an order id):
+ *
+ *   list     the orders PENDING in saga mode, with their age, and what their events are
+ *            waiting for: deliveries pending (with the most attempts any took, and the
+ *            last error) or dead-lettered, in every database's outbox
+ *   show     one order: its row, and every event it caused in every outbox, with each
+ *            subscriber's delivery state, attempts and last error
+ *   resolve  refused: a choreographed saga has no coordinator to decide for it; it ends
+ *            when its events are delivered, or at its deadline
+ *
+ * The monolith runs an order in one local transaction: nothing of it outlives the call.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +50,47 @@ typedef struct txn_db {
 typedef struct txn_dbs {
         txn_db dbs[TXN_MAX_DBS];
         size_t n;
-        db_conn *log; /* the coordinator's: [order] db, or NULL */
+        db_conn *log; /* the coordinator's and the orders': [order] db, or NULL */
 } txn_dbs;
+
+/* What the saga views read: the orders, in the order's database. */
+static const db_stmt saga_order_stmt_list[] = {
+        { "cli_saga_pending",
+            "SELECT id, (extract(epoch FROM clock_timestamp() - created_at) * 1000)::bigint"
+            " FROM orders WHERE status = 'PENDING' AND mode = 'saga' ORDER BY id LIMIT $1",
+            1 },
+};
+static const db_stmt_table saga_order_stmts
+    = { saga_order_stmt_list, sizeof(saga_order_stmt_list) / sizeof(saga_order_stmt_list[0]) };
+
+/* ... and the events, in every database's outbox. */
+static const db_stmt saga_stmt_list[] = {
+        /* Per order of $1: events, deliveries pending, dead, not fanned out yet, the most
+         * attempts of a pending one, and a pending one's last error. */
+        { "cli_saga_waiting",
+            "SELECT o.aggregate_id, count(DISTINCT o.event_id),"
+            " count(d.event_id) FILTER (WHERE d.state = 'pending'),"
+            " count(d.event_id) FILTER (WHERE d.state = 'dead'),"
+            " count(DISTINCT o.event_id) FILTER (WHERE NOT o.fanned_out),"
+            " coalesce(max(d.attempts) FILTER (WHERE d.state = 'pending'), 0),"
+            " coalesce(max(d.last_error) FILTER (WHERE d.state <> 'done'), '')"
+            " FROM txn_outbox o LEFT JOIN txn_delivery d ON d.event_id = o.event_id"
+            " WHERE o.aggregate_id = ANY ($1::bigint[]) GROUP BY o.aggregate_id",
+            1 },
+        { "cli_saga_events",
+            "SELECT o.source, o.topic, (extract(epoch FROM o.created_at) * 1000)::bigint,"
+            " coalesce(d.subscriber, ''), coalesce(d.state, CASE WHEN o.fanned_out"
+            " THEN 'no subscriber' ELSE 'not fanned out' END), coalesce(d.attempts, 0),"
+            " coalesce(d.last_error, '')"
+            " FROM txn_outbox o LEFT JOIN txn_delivery d ON d.event_id = o.event_id"
+            " WHERE o.aggregate_id = $1 ORDER BY o.created_at, o.seq, d.subscriber",
+            1 },
+};
+static const db_stmt_table saga_stmts
+    = { saga_stmt_list, sizeof(saga_stmt_list) / sizeof(saga_stmt_list[0]) };
+
+/* The most saga orders list shows. */
+#define SAGA_LIST_MAX 1000
 
 /* The "dbname=..." part of a conninfo, or the whole string. */
 static void
@@ -81,12 +134,13 @@ dbs_open(cli *c, txn_dbs *d)
                 }
                 txn_db *t = &d->dbs[d->n++];
                 /* The coordinator's database also answers what failed on an order. */
-                const db_stmt_table tables[] = { txn_tpc_stmts, order_stmts };
+                const db_stmt_table tables[]
+                    = { txn_tpc_stmts, saga_stmts, order_stmts, saga_order_stmts };
                 bool is_order = strcmp(sections[i], "order") == 0;
                 t->section = sections[i];
                 t->conninfo = conninfo;
                 if (db_connect(
-                        conninfo, tables, is_order ? 2 : 1, &t->db, t->error, sizeof(t->error))
+                        conninfo, tables, is_order ? 4 : 2, &t->db, t->error, sizeof(t->error))
                     != RPC_OK) {
                         t->db = NULL;
                 }
@@ -132,60 +186,56 @@ print_db_error(const txn_db *t)
         fprintf(stderr, "mercato: %s (%s): unavailable: %s\n", t->section, label, t->error);
 }
 
-int
-cli_txn_list_run(cli *c, const cli_args *a)
+/*
+ * 2pc
+ */
+
+/* Adds "prepared" and "log" to out; prints them unless --json. */
+static int
+tpc_list(cli *c, txn_dbs *d, json_t *out)
 {
         json_t *prepared = json_array();
         json_t *open = json_array();
-        txn_dbs d;
-        int code;
+        int code = CLI_EXIT_OK;
 
-        (void) a;
-        if ((code = dbs_open(c, &d)) != CLI_EXIT_OK) {
-                json_decref(prepared);
-                json_decref(open);
-                return code;
-        }
-        for (size_t i = 0; i < d.n; i++) {
+        for (size_t i = 0; i < d->n; i++) {
                 txn_tpc_prepared *list = NULL;
                 size_t n = 0;
                 char label[128];
 
-                db_label(d.dbs[i].conninfo, label, sizeof(label));
-                if (d.dbs[i].db == NULL) {
-                        print_db_error(&d.dbs[i]);
+                db_label(d->dbs[i].conninfo, label, sizeof(label));
+                if (d->dbs[i].db == NULL) {
+                        print_db_error(&d->dbs[i]);
                         code = CLI_EXIT_UNREACHABLE;
                         continue;
                 }
-                if (txn_tpc_list_prepared(d.dbs[i].db, "", false, &list, &n) != RPC_OK) {
-                        cli_error(RPC_UNAVAILABLE, "%s: %s", label, db_errmsg(d.dbs[i].db));
+                if (txn_tpc_list_prepared(d->dbs[i].db, "", false, &list, &n) != RPC_OK) {
+                        cli_error(RPC_UNAVAILABLE, "%s: %s", label, db_errmsg(d->dbs[i].db));
                         code = CLI_EXIT_UNREACHABLE;
                         continue;
                 }
                 for (size_t k = 0; k < n; k++) {
                         json_array_append_new(prepared,
                             json_pack("{s:s, s:s, s:s, s:I, s:I}", "gid", list[k].gid, "service",
-                                d.dbs[i].section, "database", label, "age_ms",
+                                d->dbs[i].section, "database", label, "age_ms",
                                 (json_int_t) list[k].age_ms, "prepared_at_ms",
                                 (json_int_t) list[k].prepared_at_ms));
                 }
                 free(list);
         }
-        if (d.log != NULL) {
+        if (d->log != NULL) {
                 txn_tpc_log_rec *recs = NULL;
                 size_t n = 0;
-                if (txn_tpc_log_open(d.log, NULL, -1, 1000, &recs, &n) == RPC_OK) {
+                if (txn_tpc_log_open(d->log, NULL, -1, 1000, &recs, &n) == RPC_OK) {
                         for (size_t k = 0; k < n; k++) {
                                 json_array_append_new(open, log_json(&recs[k]));
                         }
                 }
                 free(recs);
         }
-        if (c->json) {
-                json_t *all = json_pack("{s:o, s:o}", "prepared", prepared, "log", open);
-                cli_print_json(all);
-                json_decref(all);
-        } else {
+        json_object_set_new(out, "prepared", prepared);
+        json_object_set_new(out, "log", open);
+        if (!c->json) {
                 size_t i;
                 json_t *v;
 
@@ -207,10 +257,7 @@ cli_txn_list_run(cli *c, const cli_args *a)
                             (long long) json_integer_value(json_object_get(v, "order_id")),
                             (long long) json_integer_value(json_object_get(v, "age_ms")));
                 }
-                json_decref(prepared);
-                json_decref(open);
         }
-        dbs_close(&d);
         return code;
 }
 
@@ -310,7 +357,7 @@ check_gid(const char *arg, char buf[TXN_TPC_GID_MAX])
 
 /* Prints the gid's log row and branches. */
 static int
-show(cli *c, txn_dbs *d, const char *gid)
+tpc_show_gid(cli *c, txn_dbs *d, const char *gid)
 {
         txn_tpc_log_rec rec;
         int code = CLI_EXIT_OK;
@@ -337,20 +384,19 @@ show(cli *c, txn_dbs *d, const char *gid)
         return code;
 }
 
-int
-cli_txn_show_run(cli *c, const cli_args *a)
+static bool
+tpc_owns(const char *id)
+{
+        return txn_tpc_gid_valid(id);
+}
+
+static int
+tpc_show(cli *c, txn_dbs *d, const char *id)
 {
         char gid[TXN_TPC_GID_MAX];
-        txn_dbs d;
-        int code;
+        int code = check_gid(id, gid);
 
-        if ((code = check_gid(a->pos[0], gid)) != CLI_EXIT_OK
-            || (code = dbs_open(c, &d)) != CLI_EXIT_OK) {
-                return code;
-        }
-        code = show(c, &d, gid);
-        dbs_close(&d);
-        return code;
+        return code == CLI_EXIT_OK ? tpc_show_gid(c, d, gid) : code;
 }
 
 /* True if section is one of the log row's participants (the order's own branch is
@@ -368,101 +414,407 @@ is_participant(const txn_tpc_log_rec *rec, const char *section)
         return false;
 }
 
-int
-cli_txn_resolve_run(cli *c, const cli_args *a)
+static int
+tpc_resolve(cli *c, txn_dbs *d, const char *id, const char *action)
 {
         char gid[TXN_TPC_GID_MAX];
         bool commit;
         txn_tpc_decision decision = TXN_TPC_UNDECIDED;
         txn_tpc_log_rec rec;
-        txn_dbs d;
         int code;
         rpc_status st;
 
-        if ((code = check_gid(a->pos[0], gid)) != CLI_EXIT_OK) {
+        if ((code = check_gid(id, gid)) != CLI_EXIT_OK) {
                 return code;
         }
         memset(&rec, 0, sizeof(rec));
-        if (strcmp(a->pos[1], "commit") == 0) {
+        if (strcmp(action, "commit") == 0) {
                 commit = true;
-        } else if (strcmp(a->pos[1], "rollback") == 0) {
+        } else if (strcmp(action, "rollback") == 0) {
                 commit = false;
         } else {
-                return cli_usage_error("resolve commit or rollback, not '%s'", a->pos[1]);
-        }
-        if ((code = dbs_open(c, &d)) != CLI_EXIT_OK) {
-                return code;
+                return cli_usage_error("resolve commit or rollback, not '%s'", action);
         }
         /* The log first: the decision it holds is the one that stands. */
-        st = d.log != NULL ? txn_tpc_log_get(d.log, gid, &rec) : RPC_NOT_FOUND;
+        st = d->log != NULL ? txn_tpc_log_get(d->log, gid, &rec) : RPC_NOT_FOUND;
         if (st == RPC_OK) {
-                st = txn_tpc_log_decide(d.log, gid, commit ? TXN_TPC_COMMIT : TXN_TPC_ABORT,
+                st = txn_tpc_log_decide(d->log, gid, commit ? TXN_TPC_COMMIT : TXN_TPC_ABORT,
                     commit ? "" : "resolved", 0, &decision);
                 if (st != RPC_OK) {
-                        cli_error(st, "coordinator log: %s", db_errmsg(d.log));
-                        dbs_close(&d);
+                        cli_error(st, "coordinator log: %s", db_errmsg(d->log));
                         return CLI_EXIT_UNREACHABLE;
                 }
                 if (decision != (commit ? TXN_TPC_COMMIT : TXN_TPC_ABORT)) {
                         cli_error(RPC_FAILED_PRECONDITION,
                             "%s: the coordinator logged %s: refusing to %s it", gid,
                             txn_tpc_decision_name(decision), commit ? "commit" : "roll back");
-                        dbs_close(&d);
                         return CLI_EXIT_SERVER;
                 }
         } else if (st != RPC_NOT_FOUND) {
-                cli_error(st, "coordinator log: %s", db_errmsg(d.log));
-                dbs_close(&d);
+                cli_error(st, "coordinator log: %s", db_errmsg(d->log));
                 return CLI_EXIT_UNREACHABLE;
-        } else if (d.log == NULL) {
+        } else if (d->log == NULL) {
                 fprintf(stderr, "mercato: note: no [order] db reachable: no log to check\n");
         }
-        for (size_t i = 0; i < d.n; i++) {
+        for (size_t i = 0; i < d->n; i++) {
                 txn_tpc_branch_state state = TXN_TPC_UNKNOWN;
                 char label[128];
                 char bgid[TXN_TPC_GID_MAX];
 
-                db_label(d.dbs[i].conninfo, label, sizeof(label));
-                branch_gid(gid, d.dbs[i].section, bgid);
-                if (d.dbs[i].db == NULL) {
-                        print_db_error(&d.dbs[i]);
+                db_label(d->dbs[i].conninfo, label, sizeof(label));
+                branch_gid(gid, d->dbs[i].section, bgid);
+                if (d->dbs[i].db == NULL) {
+                        print_db_error(&d->dbs[i]);
                         code = CLI_EXIT_UNREACHABLE;
                         continue;
                 }
-                st = txn_tpc_branch_state_get(d.dbs[i].db, bgid, &state);
+                st = txn_tpc_branch_state_get(d->dbs[i].db, bgid, &state);
                 /* A rollback also records the gid aborted in each participant's database,
                  * prepared or not, so that a late prepare is refused there. */
                 if (st == RPC_OK
                     && (state == TXN_TPC_PREPARED
                         || (!commit && state == TXN_TPC_UNKNOWN && decision != TXN_TPC_UNDECIDED
-                            && is_participant(&rec, d.dbs[i].section)))) {
-                        st = commit ? txn_tpc_commit(d.dbs[i].db, bgid, &state)
-                                    : txn_tpc_rollback(d.dbs[i].db, bgid, &state);
+                            && is_participant(&rec, d->dbs[i].section)))) {
+                        st = commit ? txn_tpc_commit(d->dbs[i].db, bgid, &state)
+                                    : txn_tpc_rollback(d->dbs[i].db, bgid, &state);
                 }
                 if (st == RPC_FAILED_PRECONDITION) {
-                        cli_error(st, "%s (%s): %s ended the other way: %s", d.dbs[i].section,
+                        cli_error(st, "%s (%s): %s ended the other way: %s", d->dbs[i].section,
                             label, bgid, txn_tpc_branch_state_name(state));
                         code = CLI_EXIT_SERVER;
                 } else if (st != RPC_OK) {
                         cli_error(
-                            st, "%s (%s): %s", d.dbs[i].section, label, db_errmsg(d.dbs[i].db));
+                            st, "%s (%s): %s", d->dbs[i].section, label, db_errmsg(d->dbs[i].db));
                         code = CLI_EXIT_UNREACHABLE;
                 }
         }
         if (code == CLI_EXIT_OK) {
-                code = show(c, &d, gid);
+                code = tpc_show_gid(c, d, gid);
         } else {
-                (void) show(c, &d, gid);
+                (void) tpc_show_gid(c, d, gid);
         }
+        return code;
+}
+
+/*
+ * saga
+ */
+
+/* Adds "sagas" to out: the PENDING saga orders and what their events wait for. */
+static int
+saga_list(cli *c, txn_dbs *d, json_t *out)
+{
+        DB_RES_CLEANUP PGresult *res = NULL;
+        json_t *sagas = json_array();
+        char limit[16], *ids = NULL;
+        size_t ids_len = 0;
+        int code = CLI_EXIT_OK;
+        db_params p;
+
+        json_object_set_new(out, "sagas", sagas);
+        if (d->log == NULL) {
+                return code;
+        }
+        snprintf(limit, sizeof(limit), "%d", SAGA_LIST_MAX);
+        db_params_init(&p);
+        db_params_str(&p, limit);
+        if (db_exec(d->log, "cli_saga_pending", &p, &res) != RPC_OK) {
+                cli_error(RPC_UNAVAILABLE, "order: %s", db_errmsg(d->log));
+                return CLI_EXIT_UNREACHABLE;
+        }
+        FILE *f = open_memstream(&ids, &ids_len);
+        fputc('{', f);
+        for (int r = 0; r < db_rows(res); r++) {
+                json_array_append_new(sagas,
+                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "order_id",
+                        (json_int_t) db_get_i64(res, r, 0), "age_ms",
+                        (json_int_t) db_get_i64(res, r, 1), "events", (json_int_t) 0, "pending",
+                        (json_int_t) 0, "dead", (json_int_t) 0, "not_fanned_out", (json_int_t) 0,
+                        "max_attempts", (json_int_t) 0, "last_error", ""));
+                fprintf(f, "%s%s", r > 0 ? "," : "", db_get_str(res, r, 0));
+        }
+        fputc('}', f);
+        fclose(f);
+        for (size_t i = 0; i < d->n && json_array_size(sagas) > 0; i++) {
+                DB_RES_CLEANUP PGresult *w = NULL;
+                if (d->dbs[i].db == NULL) {
+                        print_db_error(&d->dbs[i]);
+                        code = CLI_EXIT_UNREACHABLE;
+                        continue;
+                }
+                db_params_init(&p);
+                db_params_str(&p, ids);
+                if (db_exec(d->dbs[i].db, "cli_saga_waiting", &p, &w) != RPC_OK) {
+                        cli_error(
+                            RPC_UNAVAILABLE, "%s: %s", d->dbs[i].section, db_errmsg(d->dbs[i].db));
+                        code = CLI_EXIT_UNREACHABLE;
+                        continue;
+                }
+                for (int r = 0; r < db_rows(w); r++) {
+                        size_t k;
+                        json_t *v;
+                        json_array_foreach(sagas, k, v)
+                        {
+                                if (json_integer_value(json_object_get(v, "order_id"))
+                                    != db_get_i64(w, r, 0)) {
+                                        continue;
+                                }
+                                static const char *const sums[]
+                                    = { "events", "pending", "dead", "not_fanned_out" };
+                                for (int s = 0; s < 4; s++) {
+                                        json_object_set_new(v, sums[s],
+                                            json_integer(
+                                                json_integer_value(json_object_get(v, sums[s]))
+                                                + db_get_i64(w, r, 1 + s)));
+                                }
+                                json_int_t at = (json_int_t) db_get_i64(w, r, 5);
+                                if (at > json_integer_value(json_object_get(v, "max_attempts"))) {
+                                        json_object_set_new(v, "max_attempts", json_integer(at));
+                                }
+                                if (db_get_str(w, r, 6)[0] != '\0') {
+                                        json_object_set_new(
+                                            v, "last_error", json_string(db_get_str(w, r, 6)));
+                                }
+                        }
+                }
+        }
+        free(ids);
+        if (!c->json) {
+                size_t i;
+                json_t *v;
+
+                printf("saga orders pending: %zu\n", json_array_size(sagas));
+                json_array_foreach(sagas, i, v)
+                {
+                        printf("  order %-10lld %8lld ms  events %lld, deliveries pending %lld"
+                               " (attempts up to %lld), dead %lld, not fanned out %lld%s%s\n",
+                            (long long) json_integer_value(json_object_get(v, "order_id")),
+                            (long long) json_integer_value(json_object_get(v, "age_ms")),
+                            (long long) json_integer_value(json_object_get(v, "events")),
+                            (long long) json_integer_value(json_object_get(v, "pending")),
+                            (long long) json_integer_value(json_object_get(v, "max_attempts")),
+                            (long long) json_integer_value(json_object_get(v, "dead")),
+                            (long long) json_integer_value(json_object_get(v, "not_fanned_out")),
+                            json_string_length(json_object_get(v, "last_error")) > 0 ? ": " : "",
+                            json_string_value(json_object_get(v, "last_error")));
+                }
+        }
+        return code;
+}
+
+/* An order id: 1..19 digits, not 0. */
+static bool
+saga_owns(const char *id)
+{
+        size_t n = strspn(id, "0123456789");
+
+        return n > 0 && n <= 18 && id[n] == '\0' && strtoll(id, NULL, 10) > 0;
+}
+
+static int
+saga_show(cli *c, txn_dbs *d, const char *id)
+{
+        int64_t order_id = strtoll(id, NULL, 10);
+        json_t *out = json_pack("{s:I}", "order_id", (json_int_t) order_id);
+        json_t *events = json_array();
+        int code = CLI_EXIT_OK;
+        order_rec o;
+        rpc_status st = d->log != NULL ? order_store_get(d->log, order_id, &o) : RPC_UNAVAILABLE;
+
+        if (st == RPC_NOT_FOUND) {
+                json_decref(out);
+                json_decref(events);
+                cli_error(st, "no order %lld", (long long) order_id);
+                return CLI_EXIT_SERVER;
+        }
+        if (st != RPC_OK) {
+                json_decref(out);
+                json_decref(events);
+                cli_error(st, "order: %s",
+                    d->log != NULL ? db_errmsg(d->log) : "no [order] db reachable");
+                return CLI_EXIT_UNREACHABLE;
+        }
+        json_object_set_new(out, "status", json_string(order_state_name(o.status)));
+        json_object_set_new(out, "reason", json_string(o.reason != NULL ? o.reason : ""));
+        json_object_set_new(out, "mode", json_string(order_mode_name(o.mode)));
+        json_object_set_new(out, "created_at_ms", json_integer((json_int_t) o.created_at_ms));
+        json_object_set_new(out, "updated_at_ms", json_integer((json_int_t) o.updated_at_ms));
+        order_rec_fini(&o);
+        for (size_t i = 0; i < d->n; i++) {
+                DB_RES_CLEANUP PGresult *res = NULL;
+                db_params p;
+                char arg[24];
+
+                if (d->dbs[i].db == NULL) {
+                        print_db_error(&d->dbs[i]);
+                        code = CLI_EXIT_UNREACHABLE;
+                        continue;
+                }
+                snprintf(arg, sizeof(arg), "%lld", (long long) order_id);
+                db_params_init(&p);
+                db_params_str(&p, arg);
+                if (db_exec(d->dbs[i].db, "cli_saga_events", &p, &res) != RPC_OK) {
+                        cli_error(
+                            RPC_UNAVAILABLE, "%s: %s", d->dbs[i].section, db_errmsg(d->dbs[i].db));
+                        code = CLI_EXIT_UNREACHABLE;
+                        continue;
+                }
+                for (int r = 0; r < db_rows(res); r++) {
+                        json_array_append_new(events,
+                            json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:s}", "database",
+                                d->dbs[i].section, "source", db_get_str(res, r, 0), "topic",
+                                db_get_str(res, r, 1), "created_at_ms",
+                                (json_int_t) db_get_i64(res, r, 2), "subscriber",
+                                db_get_str(res, r, 3), "state", db_get_str(res, r, 4), "attempts",
+                                (json_int_t) db_get_i64(res, r, 5), "last_error",
+                                db_get_str(res, r, 6)));
+                }
+        }
+        json_object_set_new(out, "events", events);
+        if (c->json) {
+                cli_print_json(out);
+        } else {
+                size_t i;
+                json_t *v;
+
+                printf("order     %lld (%s)\n", (long long) order_id,
+                    json_string_value(json_object_get(out, "mode")));
+                printf("status    %s%s%s\n", json_string_value(json_object_get(out, "status")),
+                    json_string_length(json_object_get(out, "reason")) > 0 ? " " : "",
+                    json_string_value(json_object_get(out, "reason")));
+                printf("events    %zu deliveries\n", json_array_size(events));
+                json_array_foreach(events, i, v)
+                {
+                        printf("  %-12s %-20s -> %-22s %-14s attempts %lld%s%s\n",
+                            json_string_value(json_object_get(v, "source")),
+                            json_string_value(json_object_get(v, "topic")),
+                            json_string_value(json_object_get(v, "subscriber")),
+                            json_string_value(json_object_get(v, "state")),
+                            (long long) json_integer_value(json_object_get(v, "attempts")),
+                            json_string_length(json_object_get(v, "last_error")) > 0 ? ": " : "",
+                            json_string_value(json_object_get(v, "last_error")));
+                }
+        }
+        json_decref(out);
+        return code;
+}
+
+/*
+ * The table
+ */
+
+typedef struct txn_mode {
+        const char *name;
+        /* Adds the mode's transactions in flight to out (its own keys); prints them unless
+         * --json. NULL: nothing of the mode outlives a call. */
+        int (*list)(cli *c, txn_dbs *d, json_t *out);
+        /* True when id names one of the mode's transactions (an order id, a GID). */
+        bool (*owns)(const char *id);
+        int (*show)(cli *c, txn_dbs *d, const char *id);
+        /* Finishes id by hand with action; NULL when the mode has nothing to resolve, and
+         * no_resolve says why. */
+        int (*resolve)(cli *c, txn_dbs *d, const char *id, const char *action);
+        const char *no_resolve;
+} txn_mode;
+
+/* An order id is tried before a GID: a GID always holds a colon. */
+static const txn_mode txn_modes[] = {
+        { "saga", saga_list, saga_owns, saga_show, NULL,
+            "a choreographed saga has no coordinator to decide for it: it ends when its events "
+            "are delivered (see `mercato txn show`), or CANCELLED at its deadline" },
+        { "2pc", tpc_list, tpc_owns, tpc_show, tpc_resolve, NULL },
+        { "monolith", NULL, NULL, NULL, NULL, NULL },
+};
+
+#define N_TXN_MODES (sizeof(txn_modes) / sizeof(txn_modes[0]))
+
+static const txn_mode *
+mode_of(const char *id)
+{
+        for (size_t i = 0; i < N_TXN_MODES; i++) {
+                if (txn_modes[i].owns != NULL && txn_modes[i].owns(id)) {
+                        return &txn_modes[i];
+                }
+        }
+        return NULL;
+}
+
+int
+cli_txn_list_run(cli *c, const cli_args *a)
+{
+        json_t *out = json_object();
+        txn_dbs d;
+        int code;
+
+        (void) a;
+        if ((code = dbs_open(c, &d)) != CLI_EXIT_OK) {
+                json_decref(out);
+                return code;
+        }
+        for (size_t i = 0; i < N_TXN_MODES; i++) {
+                int mc = txn_modes[i].list != NULL ? txn_modes[i].list(c, &d, out) : CLI_EXIT_OK;
+                code = code == CLI_EXIT_OK ? mc : code;
+        }
+        if (c->json) {
+                cli_print_json(out);
+        }
+        json_decref(out);
+        dbs_close(&d);
+        return code;
+}
+
+int
+cli_txn_show_run(cli *c, const cli_args *a)
+{
+        const txn_mode *m = mode_of(a->pos[0]);
+        txn_dbs d;
+        int code;
+
+        if (m == NULL) {
+                return cli_usage_error(
+                    "'%s' is neither an order id nor a gid (1..199 bytes of [A-Za-z0-9_.:-])",
+                    a->pos[0]);
+        }
+        if ((code = dbs_open(c, &d)) != CLI_EXIT_OK) {
+                return code;
+        }
+        code = m->show(c, &d, a->pos[0]);
+        dbs_close(&d);
+        return code;
+}
+
+int
+cli_txn_resolve_run(cli *c, const cli_args *a)
+{
+        const txn_mode *m = mode_of(a->pos[0]);
+        txn_dbs d;
+        int code;
+
+        if (m == NULL) {
+                return cli_usage_error(
+                    "'%s' is neither an order id nor a gid (1..199 bytes of [A-Za-z0-9_.:-])",
+                    a->pos[0]);
+        }
+        if (m->resolve == NULL) {
+                return cli_usage_error("%s: %s: %s", a->pos[0], m->name, m->no_resolve);
+        }
+        if ((code = dbs_open(c, &d)) != CLI_EXIT_OK) {
+                return code;
+        }
+        code = m->resolve(c, &d, a->pos[0], a->pos[1]);
         dbs_close(&d);
         return code;
 }
 
 const char cli_txn_help[]
     = "Connects straight to every database the topology file names (like `mercato seed`).\n"
-      "  list     the prepared transactions of every database (gid, age, database) and the\n"
-      "           coordinator log's transactions not done (in flight or in doubt)\n"
-      "  show     one gid: its logged decision and the state of its branch in each database\n"
+      "  list     2pc: the prepared transactions of every database (gid, age, database) and\n"
+      "           the coordinator log's transactions not done (in flight or in doubt);\n"
+      "           saga: the PENDING saga orders and the deliveries their events wait for\n"
+      "  show     a gid: its logged decision and the state of its branch in each database;\n"
+      "           an order id: the order and every event it caused, with each subscriber's\n"
+      "           delivery state, attempts and last error\n"
       "  resolve  commits or rolls back a gid by hand: the decision is logged first, and a\n"
       "           gid whose logged decision is commit is never rolled back (nor an aborted\n"
-      "           one committed); the order service's recovery then records the order\n";
+      "           one committed); the order service's recovery then records the order.\n"
+      "           A saga has no coordinator: resolving an order id is refused\n";

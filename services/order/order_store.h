@@ -113,6 +113,9 @@ void order_recs_free(order_rec *recs, size_t n);
 /* The name of a mode in the database and the topology file ("saga", "2pc", "monolith"),
  * and back (0 for an unknown name). */
 const char *order_mode_name(order_mode mode);
+
+/* "PENDING", "COMPLETED", "CANCELLED"; "" for a number that is not a state. */
+const char *order_state_name(order_state state);
 order_mode order_mode_from_name(const char *name);
 
 /* Draws a fresh order id from the sequence. */

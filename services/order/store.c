@@ -95,6 +95,15 @@ static const char *const mode_names[ORDER_MODE_END] = {
 };
 
 const char *
+order_state_name(order_state state)
+{
+        if (state < ORDER_PENDING || state > ORDER_CANCELLED) {
+                return "";
+        }
+        return state_names[state];
+}
+
+const char *
 order_mode_name(order_mode mode)
 {
         if (mode < 1 || mode >= ORDER_MODE_END) {

@@ -53,6 +53,11 @@ void harness_cluster_start(harness_cluster *c);
 const char *harness_cluster_address(const harness_cluster *c, const char *name);
 const char *harness_cluster_db(const harness_cluster *c, const char *name);
 
+/* Runs the client (build/services/mercato/mercato --conf FILE ARGS); returns its exit
+ * status (-1 if it did not exit), its stdout in out. */
+int harness_cli(const harness_cluster *c, char *out, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Sends a signal to one service (SIGKILL, SIGSTOP, SIGCONT, SIGTERM), and restarts it. */
 void harness_cluster_signal(harness_cluster *c, const char *name, int sig);
 void harness_cluster_restart(harness_cluster *c, const char *name);

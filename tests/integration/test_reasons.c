@@ -406,28 +406,6 @@ test_reasons_declines_keep_breakers_closed(void **state)
  * A participant that errs
  */
 
-/* Runs the client against a cluster; returns its exit status, its stdout in out. */
-static int
-mercato(const mu_cluster *mc, char *out, size_t len, const char *args)
-{
-        char cmd[1024];
-        char *bin = harness_build_path("services/mercato/mercato");
-        size_t n = 0;
-        FILE *p;
-        int status;
-
-        snprintf(cmd, sizeof(cmd), "%s --conf %s %s", bin, mc->hc->conf_path, args);
-        free(bin);
-        p = popen(cmd, "r");
-        assert_non_null(p);
-        while (n + 1 < len && fgets(out + n, (int) (len - n), p) != NULL) {
-                n += strlen(out + n);
-        }
-        out[n] = '\0';
-        status = pclose(p);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static void
 reconfigure(mu_cluster *mc, const char *service, const char *settings)
 {
@@ -467,14 +445,14 @@ test_reasons_participant_error(void **state)
         assert_non_null(strstr(s, "payment|UNAVAILABLE|"));
         free(s);
         snprintf(cmd, sizeof(cmd), "--json order get %lld", (long long) r.order_id);
-        assert_int_equal(mercato(g_a, out, sizeof(out), cmd), 0);
+        assert_int_equal(harness_cli(g_a->hc, out, sizeof(out), "%s", cmd), 0);
         assert_non_null(strstr(out, "\"failure\""));
         assert_non_null(strstr(out, "\"UNAVAILABLE\""));
         s = mu_strf(
             order_db, "SELECT gid FROM txn_tpc_log WHERE txid = %lld", (long long) r.order_id);
         snprintf(cmd, sizeof(cmd), "txn show %s", s);
         free(s);
-        assert_int_equal(mercato(g_a, out, sizeof(out), cmd), 0);
+        assert_int_equal(harness_cli(g_a->hc, out, sizeof(out), "%s", cmd), 0);
         printf("%s", out);
         assert_non_null(strstr(out, "decision  abort participant_error"));
         assert_non_null(strstr(out, "failure   payment: UNAVAILABLE:"));

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,8 @@
 #include "cart_store.h"
 #include "dataplatform_store.h"
 #include "event.pb-c.h"
+#include <jansson.h>
+
 #include "harness.h"
 #include "order.pb-c.h"
 #include "order_store.h"
@@ -775,6 +778,57 @@ test_saga_relay_killed(void **state)
 /* A consumer on the order's path is down for a while: PlaceOrder answers PENDING at its
  * deadline, and the order completes once the consumer is back, even across a crash of
  * the order service. A dead data platform does not hold the order up at all. */
+/* `mercato txn`: the saga order is listed PENDING with a delivery pending that was tried,
+ * show names the event waiting for payment, and resolve is refused with nothing changed. */
+static void
+assert_cli_shows_waiting(int64_t order_id)
+{
+        static char out[65536];
+        char want[64];
+        json_error_t jerr;
+        json_t *doc, *v;
+        size_t i;
+        bool listed = false;
+
+        assert_int_equal(harness_cli(g_c, out, sizeof(out), "--json txn list"), 0);
+        doc = json_loads(out, 0, &jerr);
+        assert_non_null(doc);
+        json_array_foreach(json_object_get(doc, "sagas"), i, v)
+        {
+                if (json_integer_value(json_object_get(v, "order_id")) == order_id) {
+                        listed = true;
+                        assert_true(json_integer_value(json_object_get(v, "pending")) >= 1);
+                        assert_true(json_integer_value(json_object_get(v, "max_attempts")) >= 1);
+                        assert_true(json_integer_value(json_object_get(v, "age_ms")) >= 1000);
+                }
+        }
+        assert_true(listed);
+        json_decref(doc);
+
+        assert_int_equal(
+            harness_cli(g_c, out, sizeof(out), "--json txn show %lld", (long long) order_id), 0);
+        doc = json_loads(out, 0, &jerr);
+        assert_non_null(doc);
+        assert_string_equal(json_string_value(json_object_get(doc, "status")), "PENDING");
+        assert_string_equal(json_string_value(json_object_get(doc, "mode")), "saga");
+        bool waiting = false;
+        json_array_foreach(json_object_get(doc, "events"), i, v)
+        {
+                waiting = waiting
+                    || (strcmp(json_string_value(json_object_get(v, "subscriber")), "payment") == 0
+                        && strcmp(json_string_value(json_object_get(v, "state")), "pending") == 0
+                        && json_integer_value(json_object_get(v, "attempts")) >= 1);
+        }
+        assert_true(waiting);
+        json_decref(doc);
+
+        snprintf(want, sizeof(want), "%lld", (long long) order_id);
+        assert_int_equal(
+            harness_cli(g_c, out, sizeof(out), "txn resolve %s rollback 2>/dev/null", want), 2);
+        assert_int_equal(harness_cli(g_c, out, sizeof(out), "--json txn show %s", want), 0);
+        assert_non_null(strstr(out, "\"PENDING\""));
+}
+
 static void
 test_saga_consumer_down(void **state)
 {
@@ -791,6 +845,7 @@ test_saga_consumer_down(void **state)
         sleep(1);
         get_order(r.order_id, &r);
         assert_int_equal(r.status, PENDING);
+        assert_cli_shows_waiting(r.order_id);
         /* The order service crashes too, and comes back: the saga lives in the databases. */
         harness_cluster_signal(g_c, "order", SIGKILL);
         restart("order");

@@ -664,36 +664,6 @@ test_tpc_crash_after_first_commit(void **state)
         crash_and_commit("after_first_commit");
 }
 
-/* Runs the client; returns its exit status, its stdout in out. */
-static int mercato(char *out, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-mercato(char *out, size_t len, const char *fmt, ...)
-{
-        char args[512];
-        char cmd[1024];
-        char *bin = harness_build_path("services/mercato/mercato");
-        size_t n = 0;
-        va_list ap;
-        FILE *p;
-        int status;
-
-        va_start(ap, fmt);
-        vsnprintf(args, sizeof(args), fmt, ap);
-        va_end(ap);
-        snprintf(cmd, sizeof(cmd), "%s --conf %s %s", bin, g_c->conf_path, args);
-        free(bin);
-        p = popen(cmd, "r");
-        assert_non_null(p);
-        while (n + 1 < len && fgets(out + n, (int) (len - n), p) != NULL) {
-                n += strlen(out + n);
-        }
-        out[n] = '\0';
-        status = pclose(p);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* `mercato txn`: an in-doubt transaction after a crash, listed, shown, and resolved by hand;
  * a logged commit is never rolled back by hand. */
 static void
@@ -710,15 +680,16 @@ test_tpc_cli_resolve(void **state)
         s = ou_sql_str(db("order"), "SELECT gid FROM txn_tpc_log ORDER BY created_at DESC LIMIT 1");
         snprintf(gid, sizeof(gid), "%s", s);
         free(s);
-        assert_int_equal(mercato(out, sizeof(out), "--json txn list"), 0);
+        assert_int_equal(harness_cli(g_c, out, sizeof(out), "--json txn list"), 0);
         assert_non_null(strstr(out, gid));
         assert_non_null(strstr(out, "\"commit\""));
-        assert_int_equal(mercato(out, sizeof(out), "--json txn show %s", gid), 0);
+        assert_int_equal(harness_cli(g_c, out, sizeof(out), "--json txn show %s", gid), 0);
         assert_non_null(strstr(out, "\"prepared\""));
         /* The log says commit: a rollback by hand is refused, and changes nothing. */
-        assert_int_equal(mercato(out, sizeof(out), "txn resolve %s rollback", gid), 1);
+        assert_int_equal(harness_cli(g_c, out, sizeof(out), "txn resolve %s rollback", gid), 1);
         assert_int_equal(prepared_count(), 4);
-        assert_int_equal(mercato(out, sizeof(out), "--json txn resolve %s commit", gid), 0);
+        assert_int_equal(
+            harness_cli(g_c, out, sizeof(out), "--json txn resolve %s commit", gid), 0);
         assert_null(strstr(out, "\"prepared\""));
         assert_int_equal(prepared_count(), 0);
         assert_effects(id, true);
