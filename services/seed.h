@@ -6,7 +6,11 @@
 /* What to load. Each store that owns seedable data exports
  * `rpc_status <name>_store_seed(db_conn *db, const svc_seed *s);` which, in one transaction,
  * empties its domain tables, then inserts the data deterministically; the caller empties
- * the txn tables with txn_reset. */
+ * the txn tables with txn_reset. The transaction runs again (db_transaction, up to
+ * SVC_SEED_ATTEMPTS runs) when it aborts: its TRUNCATE can deadlock with a service
+ * preparing its statements at start-up, which locks the same tables in another order. */
+#define SVC_SEED_ATTEMPTS 4
+
 typedef struct svc_seed {
         int64_t products;        /* ids 1..products */
         int64_t stock;           /* initial stock of every product */

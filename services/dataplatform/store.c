@@ -144,23 +144,24 @@ dataplatform_store_stats(db_conn *db, int64_t *ret_received, int64_t *ret_duplic
         return RPC_OK;
 }
 
-rpc_status
-dataplatform_store_seed(db_conn *db, const svc_seed *s)
+/* The seed's transaction (db_transaction runs it again when it aborts). */
+static rpc_status
+seed_run(db_conn *db, void *arg)
 {
         rpc_status st;
 
-        (void) s;
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
+        (void) arg;
         st = db_exec(db, "dataplatform_seed_truncate", NULL, NULL);
         if (st == RPC_OK) {
                 st = db_exec(db, "dataplatform_seed_counters", NULL, NULL);
         }
-        if (st != RPC_OK) {
-                db_rollback(db);
-                return st;
-        }
-        return db_commit(db);
+        return st;
+}
+
+rpc_status
+dataplatform_store_seed(db_conn *db, const svc_seed *s)
+{
+        svc_seed copy = *s;
+
+        return db_transaction(db, SVC_SEED_ATTEMPTS, seed_run, &copy);
 }

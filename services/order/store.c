@@ -597,20 +597,18 @@ order_store_pending_due(
         return RPC_OK;
 }
 
+/* The seed's transaction (db_transaction runs it again when it aborts). */
+static rpc_status
+seed_run(db_conn *db, void *arg)
+{
+        (void) arg;
+        return db_exec(db, "order_seed_truncate", NULL, NULL);
+}
+
 rpc_status
 order_store_seed(db_conn *db, const svc_seed *s)
 {
-        rpc_status st;
+        svc_seed copy = *s;
 
-        (void) s;
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
-        st = db_exec(db, "order_seed_truncate", NULL, NULL);
-        if (st != RPC_OK) {
-                db_rollback(db);
-                return st;
-        }
-        return db_commit(db);
+        return db_transaction(db, SVC_SEED_ATTEMPTS, seed_run, &copy);
 }

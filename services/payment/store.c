@@ -107,19 +107,14 @@ payment_store_get(db_conn *db, int64_t order_id, payment_rec *ret_rec)
         return RPC_OK;
 }
 
-rpc_status
-payment_store_seed(db_conn *db, const svc_seed *s)
+/* The seed's transaction (db_transaction runs it again when it aborts). */
+static rpc_status
+seed_run(db_conn *db, void *arg)
 {
+        const svc_seed *s = arg;
         db_params p;
         rpc_status st;
 
-        if (s->users < 0 || s->declining_users < 0) {
-                return RPC_INVALID_ARGUMENT;
-        }
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
         st = db_exec(db, "payment_seed_truncate", NULL, NULL);
         if (st == RPC_OK && s->declining_users > 0) {
                 db_params_init(&p);
@@ -127,9 +122,16 @@ payment_store_seed(db_conn *db, const svc_seed *s)
                 db_params_i64(&p, s->declining_users);
                 st = db_exec(db, "payment_seed_declined", &p, NULL);
         }
-        if (st != RPC_OK) {
-                db_rollback(db);
-                return st;
+        return st;
+}
+
+rpc_status
+payment_store_seed(db_conn *db, const svc_seed *s)
+{
+        svc_seed copy = *s;
+
+        if (s->users < 0 || s->declining_users < 0) {
+                return RPC_INVALID_ARGUMENT;
         }
-        return db_commit(db);
+        return db_transaction(db, SVC_SEED_ATTEMPTS, seed_run, &copy);
 }

@@ -287,21 +287,16 @@ product_store_add_sales(db_conn *db, int64_t product_id, int64_t quantity, int64
         return db_exec(db, "product_add_sales", &p, NULL);
 }
 
-rpc_status
-product_store_seed(db_conn *db, const svc_seed *s)
+/* The seed's transaction (db_transaction runs it again when it aborts). */
+static rpc_status
+seed_run(db_conn *db, void *arg)
 {
+        const svc_seed *s = arg;
         char seed[24];
         db_params p;
         rpc_status st;
 
-        if (s->products < 0 || s->stock < 0) {
-                return RPC_INVALID_ARGUMENT;
-        }
         snprintf(seed, sizeof(seed), "%" PRIu64, s->seed);
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
         st = db_exec(db, "product_seed_truncate", NULL, NULL);
         if (st == RPC_OK) {
                 db_params_init(&p);
@@ -310,9 +305,16 @@ product_store_seed(db_conn *db, const svc_seed *s)
                 db_params_i64(&p, s->stock);
                 st = db_exec(db, "product_seed_insert", &p, NULL);
         }
-        if (st != RPC_OK) {
-                db_rollback(db);
-                return st;
+        return st;
+}
+
+rpc_status
+product_store_seed(db_conn *db, const svc_seed *s)
+{
+        svc_seed copy = *s;
+
+        if (s->products < 0 || s->stock < 0) {
+                return RPC_INVALID_ARGUMENT;
         }
-        return db_commit(db);
+        return db_transaction(db, SVC_SEED_ATTEMPTS, seed_run, &copy);
 }

@@ -521,23 +521,16 @@ user_store_refund(db_conn *db, int64_t order_id)
         return db_exec(db, "user_refund", &p, NULL);
 }
 
-rpc_status
-user_store_seed(db_conn *db, const svc_seed *s)
+/* The seed's transaction (db_transaction runs it again when it aborts). */
+static rpc_status
+seed_run(db_conn *db, void *arg)
 {
+        const svc_seed *s = arg;
         char seed[24];
         db_params p;
         rpc_status st;
 
-        if (s->users < 0 || s->balance < 0 || s->coupons < 0 || s->coupon_quantity < 0
-            || s->poor_users < 0 || s->declining_users < 0
-            || s->poor_users > s->users - s->declining_users) {
-                return RPC_INVALID_ARGUMENT;
-        }
         snprintf(seed, sizeof(seed), "%" PRIu64, s->seed);
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
         st = db_exec(db, "user_seed_truncate", NULL, NULL);
         if (st == RPC_OK) {
                 db_params_init(&p);
@@ -557,9 +550,18 @@ user_store_seed(db_conn *db, const svc_seed *s)
                 db_params_i64(&p, s->coupon_quantity);
                 st = db_exec(db, "user_seed_coupons", &p, NULL);
         }
-        if (st != RPC_OK) {
-                db_rollback(db);
-                return st;
+        return st;
+}
+
+rpc_status
+user_store_seed(db_conn *db, const svc_seed *s)
+{
+        svc_seed copy = *s;
+
+        if (s->users < 0 || s->balance < 0 || s->coupons < 0 || s->coupon_quantity < 0
+            || s->poor_users < 0 || s->declining_users < 0
+            || s->poor_users > s->users - s->declining_users) {
+                return RPC_INVALID_ARGUMENT;
         }
-        return db_commit(db);
+        return db_transaction(db, SVC_SEED_ATTEMPTS, seed_run, &copy);
 }
