@@ -227,19 +227,16 @@ stats_record(method_stats *s, uint64_t us, bool error)
 
 static method_entry *find_method(rpc_server *srv, const char *name);
 
-/* True for a call of an RPC_METHOD_RELEASE method. Decoding the envelope here is plain CPU
- * work, done once: call_run uses the result, and decodes again (to report the error) only
- * when this failed. */
+/* True when the call's method has flag (RPC_METHOD_*). Decoding the envelope here is plain
+ * CPU work, done once per call: call_run uses the result, and decodes again (to report the
+ * error) only when this failed. */
 static bool
-call_releases(rpc_call *call)
+call_method_has(rpc_call *call, unsigned flag)
 {
         rpc_server *srv = call->srv;
         char err[256];
         method_entry *m;
 
-        if (srv->reserved == 0) {
-                return false;
-        }
         if (call->req == NULL
             && rpc_envelope_decode_request(
                    call->frame, call->frame_len, srv->opts.recv_max, &call->req, err, sizeof(err))
@@ -248,13 +245,13 @@ call_releases(rpc_call *call)
                 return false;
         }
         m = find_method(srv, call->req->method);
-        return m != NULL && (m->flags & RPC_METHOD_RELEASE) != 0;
+        return m != NULL && (m->flags & flag) != 0;
 }
 
 static void
 queue_push(rpc_server *srv, rpc_call *call)
 {
-        bool release = call_releases(call);
+        bool release = srv->reserved > 0 && call_method_has(call, RPC_METHOD_RELEASE);
         rpc_call **head = release ? &srv->rhead : &srv->head;
         rpc_call **tail = release ? &srv->rtail : &srv->tail;
 
@@ -680,26 +677,15 @@ call_run(rpc_call *call, void *worker)
 }
 
 /* True for a call that may run right here on the I/O callback: a method that never blocks
- * (RPC_METHOD_INLINE), on a server with no fault rules, which may sleep or copy. Decoding
- * the envelope is plain CPU work; a call that fails to decode goes to a worker as usual. */
+ * (RPC_METHOD_INLINE), on a server with no fault rules, which may sleep or copy. A call that
+ * fails to decode goes to a worker as usual. */
 static bool
 call_inline(rpc_call *call)
 {
-        rpc_server *srv = call->srv;
-        char err[256];
-        method_entry *m;
-
-        if (rpc_faults_count(srv->opts.faults) > 0 || call->after_stop) {
+        if (rpc_faults_count(call->srv->opts.faults) > 0 || call->after_stop) {
                 return false;
         }
-        if (rpc_envelope_decode_request(
-                call->frame, call->frame_len, srv->opts.recv_max, &call->req, err, sizeof(err))
-            != RPC_OK) {
-                call->req = NULL;
-                return false;
-        }
-        m = find_method(srv, call->req->method);
-        return m != NULL && (m->flags & RPC_METHOD_INLINE) != 0;
+        return call_method_has(call, RPC_METHOD_INLINE);
 }
 
 static void *

@@ -728,6 +728,7 @@ static const txn_mode txn_modes[] = {
 
 #define N_TXN_MODES (sizeof(txn_modes) / sizeof(txn_modes[0]))
 
+/* The mode that owns id; NULL, after saying so, when none does. */
 static const txn_mode *
 mode_of(const char *id)
 {
@@ -736,6 +737,8 @@ mode_of(const char *id)
                         return &txn_modes[i];
                 }
         }
+        (void) cli_usage_error(
+            "'%s' is neither an order id nor a gid (1..199 bytes of [A-Za-z0-9_.:-])", id);
         return NULL;
 }
 
@@ -771,9 +774,7 @@ cli_txn_show_run(cli *c, const cli_args *a)
         int code;
 
         if (m == NULL) {
-                return cli_usage_error(
-                    "'%s' is neither an order id nor a gid (1..199 bytes of [A-Za-z0-9_.:-])",
-                    a->pos[0]);
+                return CLI_EXIT_USAGE;
         }
         if ((code = dbs_open(c, &d)) != CLI_EXIT_OK) {
                 return code;
@@ -791,9 +792,7 @@ cli_txn_resolve_run(cli *c, const cli_args *a)
         int code;
 
         if (m == NULL) {
-                return cli_usage_error(
-                    "'%s' is neither an order id nor a gid (1..199 bytes of [A-Za-z0-9_.:-])",
-                    a->pos[0]);
+                return CLI_EXIT_USAGE;
         }
         if (m->resolve == NULL) {
                 return cli_usage_error("%s: %s: %s", a->pos[0], m->name, m->no_resolve);
