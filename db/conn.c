@@ -24,6 +24,33 @@ struct db_conn {
         char errmsg[DB_ERRMSG_MAX]; /* of the last failure, on one line */
 };
 
+static db_trace_fn trace_fn;
+static void *trace_arg;
+
+void
+db_set_trace(db_trace_fn fn, void *arg)
+{
+        trace_arg = arg;
+        trace_fn = fn;
+}
+
+static PGresult *
+conn_traced(db_conn *c, const db_stmt *s, const char *sql, const db_params *params, PGresult *res)
+{
+        if (trace_fn != NULL) {
+                db_trace_call call = {
+                        .dbname = PQdb(c->pg),
+                        .stmt = s != NULL ? s->name : NULL,
+                        .sql = s != NULL ? s->sql : sql,
+                        .nparams = params != NULL ? params->n : 0,
+                        .values = params != NULL ? params->values : NULL,
+                        .res = res,
+                };
+                trace_fn(trace_arg, c, &call);
+        }
+        return res;
+}
+
 /* libpq prints notices and warnings on stderr by default; library code does not log. A FATAL
  * message that arrives while the connection is idle (the backend was terminated, or the
  * server is shutting down) is handed here too: the backend is on its way out, so the next
@@ -458,7 +485,8 @@ db_exec(db_conn *c, const char *stmt, const db_params *params, PGresult **ret_re
                     s->name, n, s->nparams);
         }
         return db_take_result(c,
-            PQexecPrepared(c->pg, s->name, n, n > 0 ? params->values : NULL, NULL, NULL, 0),
+            conn_traced(c, s, NULL, params,
+                PQexecPrepared(c->pg, s->name, n, n > 0 ? params->values : NULL, NULL, NULL, 0)),
             ret_res);
 }
 
@@ -494,7 +522,9 @@ conn_run(db_conn *c, const char *sql, bool *ret_rolled_back)
         PGresult *res = NULL;
         rpc_status st;
 
-        st = db_take_result(c, PQexecParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0), &res);
+        st = db_take_result(c,
+            conn_traced(c, NULL, sql, NULL, PQexecParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0)),
+            &res);
         if (st != RPC_OK) {
                 return st;
         }
@@ -594,7 +624,7 @@ db_rollback(db_conn *c)
         /* Leaves the error of the failure that led here in place, for the caller to log. If
          * the connection broke, the server has already rolled back, and db_ensure reconnects. */
         if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
-                PGresult *res = PQexec(c->pg, "ROLLBACK");
+                PGresult *res = conn_traced(c, NULL, "ROLLBACK", NULL, PQexec(c->pg, "ROLLBACK"));
                 PQclear(res);
         }
 }

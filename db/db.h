@@ -162,6 +162,29 @@ db_res_freep(PGresult **res)
 #define DB_RES_CLEANUP RPC_CLEANUP(db_res_freep)
 
 /*
+ * Tracing
+ *
+ * A process may install one trace function, before it opens connections, to see every
+ * statement this module sends: the prepared ones by name, with their parameters and their
+ * result, and the commands (BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...). It runs on
+ * the calling thread, right after the server answered. `mercato-bench replay --emit-pgbench`
+ * uses it to write what a mode runs as a pgbench script; nothing else installs one.
+ */
+typedef struct db_trace_call {
+        const char *dbname;        /* the connection's database */
+        const char *stmt;          /* the prepared statement's name; NULL for a command */
+        const char *sql;           /* its SQL, or the command's */
+        int nparams;               /* of a prepared statement */
+        const char *const *values; /* its parameters as text (an entry may be NULL) */
+        const PGresult *res;       /* the server's answer; NULL if none came */
+} db_trace_call;
+
+typedef void (*db_trace_fn)(void *arg, db_conn *conn, const db_trace_call *call);
+
+/* Installs fn (NULL removes it). Not thread safe against statements in flight. */
+void db_set_trace(db_trace_fn fn, void *arg);
+
+/*
  * Migrations
  *
  * db_migrate applies, in version order, each migration of each set not yet recorded in
