@@ -39,6 +39,8 @@ typedef struct bench_ctx {
         int observers;
         int64_t observe_us;
         bool replay;
+        bool pglimit;     /* with the replay: pgbench on the mode's statements */
+        double pglimit_s; /* measured seconds per database script */
         int64_t quiet_timeout_ms;
         const char *out;
 } bench_ctx;
@@ -385,6 +387,29 @@ run_mode(bench_ctx *x, int mi, int clients, bool observe, bool replay, mode_resu
                     ? r->sustained_orders_per_s / r->replay_sustained_orders_per_s
                     : 0;
         }
+        if (replay && x->pglimit) {
+                replay_opts ro = {
+                        .conf = x->conf,
+                        .mode = mode,
+                        .w = &x->w,
+                        .clients = clients,
+                };
+                char dir[4096];
+                snprintf(dir, sizeof(dir), "%s/pgbench", x->out);
+                bench_progress("%-8s pgbench on its statements", mode);
+                if (!bench_mkdirs(dir)
+                    || bench_pglimit(
+                           &ro, dir, PGLIMIT_WARMUP_S, x->pglimit_s, &r->pglimit, err, errlen)
+                        != RPC_OK) {
+                        bench_progress_end();
+                        return false;
+                }
+                r->has_pglimit = true;
+                r->pglimit_orders_per_s = r->pglimit.orders_per_s;
+                r->pglimit_ratio = r->pglimit_orders_per_s > 0
+                    ? r->replay_orders_per_s / r->pglimit_orders_per_s
+                    : 0;
+        }
         bench_progress_end();
         return true;
 }
@@ -399,6 +424,8 @@ enum {
         OPT_OBSERVERS,
         OPT_OBSERVE_US,
         OPT_NO_REPLAY,
+        OPT_NO_PGLIMIT,
+        OPT_PGLIMIT_DURATION,
         OPT_REPLAY,
         OPT_QUIET_TIMEOUT,
         OPT_WORKLOAD,
@@ -414,6 +441,8 @@ static const struct option long_opts[] = {
         { "observers", required_argument, NULL, OPT_OBSERVERS },
         { "observe-us", required_argument, NULL, OPT_OBSERVE_US },
         { "no-replay", no_argument, NULL, OPT_NO_REPLAY },
+        { "no-pglimit", no_argument, NULL, OPT_NO_PGLIMIT },
+        { "pglimit-duration", required_argument, NULL, OPT_PGLIMIT_DURATION },
         { "replay", no_argument, NULL, OPT_REPLAY },
         { "quiet-timeout", required_argument, NULL, OPT_QUIET_TIMEOUT },
         { "products", required_argument, NULL, OPT_WORKLOAD },
@@ -431,14 +460,17 @@ static const char compare_help[]
     = "usage: mercato-bench compare [--modes saga,2pc,monolith] [--clients N] [--duration S]\n"
       "         [--warmup S] [--products P] [--users U] [--hot-fraction F]\n"
       "         [--fail-fraction F] [--seed N] [--out DIR] [--conf FILE]\n"
-      "         [--observers N] [--observe-us US] [--no-replay]\n"
+      "         [--observers N] [--observe-us US] [--no-replay] [--no-pglimit]\n"
+      "         [--pglimit-duration S]\n"
       "\n"
       "Runs each mode on identical data against the running cluster the topology names\n"
       "(--conf, default $MERCATO_CONF or deploy/local.conf). For each mode: seed its\n"
       "dataset, drive PlaceOrder from N closed-loop clients (a warm-up not counted), with\n"
       "observers reading balances, stock and orders through the public API; wait until the\n"
       "system is quiet; run `mercato check`; then replay the same orders' SQL straight\n"
-      "through libpq (the ceiling), on databases of its own named <db>_replay.\n"
+      "through libpq (the ceiling), on databases of its own named <db>_replay; then record\n"
+      "the mode's statements for a few orders as pgbench scripts, one per database, and\n"
+      "run pgbench on each at the same client count: PostgreSQL's own limit (pglimit).\n"
       "\n"
       "  --modes LIST        which modes, in order (default saga,2pc,monolith)\n"
       "  --clients N         closed-loop clients (default 16)\n"
@@ -454,7 +486,10 @@ static const char compare_help[]
       "                      (default bench-out)\n"
       "  --observers N       observer threads (default 2; 0 turns them off)\n"
       "  --observe-us US     pause between an observer's read rounds (default 10000)\n"
-      "  --no-replay         skip the SQL-replay ceiling\n"
+      "  --no-replay         skip the SQL-replay ceiling (and pglimit)\n"
+      "  --no-pglimit        skip pgbench on the mode's statements\n"
+      "  --pglimit-duration S  measured seconds of pgbench per database script (default\n"
+      "                      half of --duration, at least 2), after a 2 s warm-up\n"
       "\n"
       "Prints one row per mode; a live progress line goes to stderr when it is a TTY.\n"
       "Exit status: 0 when every mode ran and its check passed, 1 when a check failed or a\n"
@@ -573,6 +608,13 @@ parse(bench_ctx *x, int argc, char **argv, const char *help)
                 case OPT_NO_REPLAY:
                         x->replay = false;
                         break;
+                case OPT_NO_PGLIMIT:
+                        x->pglimit = false;
+                        break;
+                case OPT_PGLIMIT_DURATION:
+                        ok = parse_seconds(
+                            "--pglimit-duration", optarg, 1, &x->pglimit_s, err, sizeof(err));
+                        break;
                 case OPT_REPLAY:
                         x->replay = true;
                         break;
@@ -618,6 +660,9 @@ parse(bench_ctx *x, int argc, char **argv, const char *help)
                 fprintf(stderr, "mercato-bench %s: cannot create %s\n", argv[0], x->out);
                 return 2;
         }
+        if (x->pglimit_s == 0) {
+                x->pglimit_s = x->duration_s / 2 > 2 ? x->duration_s / 2 : 2;
+        }
         return -1;
 }
 
@@ -632,6 +677,7 @@ ctx_defaults(bench_ctx *x)
                 .observers = 2,
                 .observe_us = 10000,
                 .replay = true,
+                .pglimit = true,
                 .quiet_timeout_ms = 120000,
                 .out = "bench-out",
         };
@@ -719,6 +765,7 @@ bench_sweep_main(int argc, char **argv)
         x.duration_s = 5;
         x.warmup_s = 1;
         x.replay = false;
+        x.pglimit = false;
         x.n_clients = 6;
         memcpy(x.clients_list, (int[]) { 1, 2, 4, 8, 16, 32 }, 6 * sizeof(int));
         rc = parse(&x, argc, argv, sweep_help);

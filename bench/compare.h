@@ -8,6 +8,7 @@
 
 #include "dbstat.h"
 #include "observe.h"
+#include "pglimit.h"
 #include "proccost.h"
 #include "rpc.h"
 #include "workload.h"
@@ -47,6 +48,11 @@ typedef struct mode_result {
         bool has_replay;
         double replay_orders_per_s, replay_p50_ms, replay_ratio;
         uint64_t replay_orders;
+        /* PostgreSQL's own limit: pgbench on the mode's statements (pglimit.h), and the
+         * replay over it. */
+        bool has_pglimit;
+        double pglimit_orders_per_s, pglimit_ratio;
+        pglimit_result pglimit;
         /* Counting the time the work an order left behind (its events) took to finish after
          * the window: orders / (window + convergence), for the mode and for its replay
          * (orders / (window + drain)). A mode whose relays fall behind looks faster in

@@ -59,6 +59,8 @@
 #include "event.pb-c.h"
 #include "order_tx.h"
 #include "payment_steps.h"
+#include "pglimit.h"
+#include "pgscript.h"
 #include "product_steps.h"
 #include "replay.h"
 #include "seed_db.h"
@@ -77,6 +79,9 @@
 /* How long a client waits for its saga order's end, and the run for the outboxes. */
 #define REPLAY_SAGA_WAIT_MS 30000
 #define REPLAY_DRAIN_MS 60000
+
+/* The orders --emit-pgbench records, unless --emit-orders says otherwise. */
+#define REPLAY_EMIT_ORDERS 32
 
 /* The roles, in seed_stores order: product, cart, user, payment, order, dataplatform. */
 enum { R_PRODUCT = 0, R_CART = 1, R_USER = 2, R_PAYMENT = 3, R_ORDER = 4, R_DP = 5, N_ROLES = 6 };
@@ -272,6 +277,48 @@ create_database(const char *conninfo, const char *dbname, char *err, size_t errl
 }
 
 /* Names, creates and seeds every replay database, and writes the topology naming them. */
+static const db_stmt prepared_stmts[] = {
+        { "replay_prepared",
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()"
+            " AND starts_with(gid, $1)",
+            1 },
+};
+static const db_stmt_table prepared_table = { prepared_stmts, 1 };
+
+/* Rolls back what a replay, or a pgbench run of its scripts, stopped midway left prepared
+ * in the replay databases (the GIDs of REPLAY_COORDINATOR): it would hold its locks
+ * against the seeding. */
+static bool
+clear_prepared(replay *rp, char *err, size_t errlen)
+{
+        for (int r = 0; r <= N_ROLES; r++) {
+                const char *ci = r < N_ROLES ? rp->conninfo[r] : rp->mono_conninfo;
+                db_conn *db = NULL;
+                db_params p;
+                PGresult *res = NULL;
+                rpc_status st = db_connect(ci, &prepared_table, 1, &db, err, errlen);
+
+                if (st == RPC_OK) {
+                        db_params_init(&p);
+                        db_params_str(&p, REPLAY_COORDINATOR ":");
+                        st = db_exec(db, "replay_prepared", &p, &res);
+                }
+                for (int i = 0; st == RPC_OK && i < db_rows(res); i++) {
+                        st = db_rollback_prepared(db, db_get_str(res, i, 0));
+                        st = st == RPC_NOT_FOUND ? RPC_OK : st;
+                }
+                if (st != RPC_OK && db != NULL) {
+                        snprintf(err, errlen, "clear the prepared transactions: %s", db_errmsg(db));
+                }
+                PQclear(res);
+                db_close(db);
+                if (st != RPC_OK) {
+                        return false;
+                }
+        }
+        return true;
+}
+
 static rpc_status
 setup_databases(replay *rp, replay_result *ret, char *err, size_t errlen)
 {
@@ -306,6 +353,9 @@ setup_databases(replay *rp, replay_result *ret, char *err, size_t errlen)
                 } else {
                         rp->mono_conninfo = rc;
                 }
+        }
+        if (!clear_prepared(rp, err, errlen)) {
+                return RPC_UNAVAILABLE;
         }
         /* Each distinct database gets the stores of every role that names it. */
         for (int r = 0; r < N_ROLES; r++) {
@@ -344,6 +394,57 @@ setup_databases(replay *rp, replay_result *ret, char *err, size_t errlen)
         fprintf(out, "[monolith]\ndb = %s\n", rp->mono_conninfo);
         if (fclose(out) != 0) {
                 snprintf(err, errlen, "%s: %s", ret->conf_path, strerror(errno));
+                return RPC_INTERNAL;
+        }
+        return RPC_OK;
+}
+
+/* Every sequence of the replay databases at an id band of its own (replay_opts.high_ids):
+ * the k-th sequence seen, over all the databases, restarts at 10^15 + k * 10^13, so that
+ * no two sequences give the same number and a fresh id is told apart from any other
+ * number (pgscript.c). */
+static const db_stmt raise_stmts[] = {
+        { "replay_raise_sequences",
+            "SELECT setval(format('%I.%I', schemaname, sequencename),"
+            " 1000000000000000 + ($1::bigint + row_number() OVER"
+            " (ORDER BY schemaname, sequencename) - 1) * 10000000000000, false)"
+            " FROM pg_sequences",
+            1 },
+};
+static const db_stmt_table raise_table = { raise_stmts, 1 };
+
+/* The sequences bands can hold below pgscript.c's numbers for other databases' ids. */
+#define REPLAY_ID_BANDS 400
+
+static rpc_status
+raise_sequences(replay *rp, char *err, size_t errlen)
+{
+        int64_t k = 0;
+
+        for (int r = 0; r <= N_ROLES; r++) {
+                const char *ci = r < N_ROLES ? rp->conninfo[r] : rp->mono_conninfo;
+                db_conn *db = NULL;
+                db_params p;
+                int64_t n = 0;
+                rpc_status st = db_connect(ci, &raise_table, 1, &db, err, errlen);
+
+                if (st == RPC_OK) {
+                        db_params_init(&p);
+                        db_params_i64(&p, k);
+                        st = db_exec_count(db, "replay_raise_sequences", &p, &n);
+                        if (st != RPC_OK) {
+                                snprintf(err, errlen, "raise the sequences: %s", db_errmsg(db));
+                        }
+                }
+                db_close(db);
+                if (st != RPC_OK) {
+                        return st;
+                }
+                k += n;
+        }
+        if (k > REPLAY_ID_BANDS) {
+                snprintf(
+                    err, errlen, "%lld sequences: more than %d", (long long) k, REPLAY_ID_BANDS);
                 return RPC_INTERNAL;
         }
         return RPC_OK;
@@ -1179,6 +1280,9 @@ bench_replay_run(const replay_opts *o, replay_result *ret, char *err, size_t err
         if (st == RPC_OK) {
                 st = record_baseline(ret, err, errlen);
         }
+        if (st == RPC_OK && o->high_ids) {
+                st = raise_sequences(&rp, err, errlen);
+        }
         if (st == RPC_OK && rp.mode == MODE_TPC) {
                 db_conn *db = NULL;
                 st = role_connect(rp.conninfo[R_ORDER], R_ORDER, &db, err, errlen);
@@ -1261,6 +1365,94 @@ bench_replay_run(const replay_opts *o, replay_result *ret, char *err, size_t err
 }
 
 /*
+ * The pgbench scripts
+ */
+
+/* The replay conninfo of the topology's database whose twin is dbname ("" if none). */
+static void
+script_conninfo(const rpc_conf *conf, const char *dbname, char *ret, size_t len)
+{
+        ret[0] = '\0';
+        for (int r = 0; r <= N_ROLES; r++) {
+                const char *ci = rpc_conf_get(conf, r < N_ROLES ? role_name(r) : "monolith", "db");
+                char name[128];
+                char *rc = ci != NULL ? replay_conninfo(ci, name, sizeof(name)) : NULL;
+
+                if (rc != NULL && strcmp(name, dbname) == 0) {
+                        snprintf(ret, len, "%s", rc);
+                }
+                free(rc);
+        }
+}
+
+typedef struct emit_ctx {
+        const replay_opts *o;
+        pgscript *ps;
+} emit_ctx;
+
+static void
+record_on(void *arg)
+{
+        emit_ctx *x = arg;
+
+        if (x->o->before_orders != NULL) {
+                x->o->before_orders(x->o->before_arg);
+        }
+        pgscript_record(x->ps, true);
+}
+
+rpc_status
+bench_replay_emit(const replay_opts *o, const char *prefix, uint64_t orders, replay_scripts *ret,
+    char *err, size_t errlen)
+{
+        replay_opts eo = *o;
+        replay_result res;
+        pgscript *ps = pgscript_new();
+        emit_ctx x = { .o = o, .ps = ps };
+        rpc_status st;
+
+        memset(ret, 0, sizeof(*ret));
+        if (o->clients < 1) {
+                snprintf(err, errlen, "bad replay options");
+                return RPC_INVALID_ARGUMENT;
+        }
+        /* as many clients as the run the scripts stand for, so that the relay batches as
+         * it does under that load; the orders spread over them */
+        eo.warmup_s = 0;
+        eo.duration_s = 1;
+        eo.orders_per_client = (orders + (uint64_t) o->clients - 1) / (uint64_t) o->clients;
+        orders = eo.orders_per_client * (uint64_t) o->clients;
+        eo.keyed = false;
+        eo.high_ids = true;
+        eo.before_orders = record_on;
+        eo.before_arg = &x;
+        st = bench_replay_run(&eo, &res, err, errlen);
+        pgscript_record(ps, false);
+        if (st == RPC_OK && (res.errors > 0 || res.orders != orders)) {
+                snprintf(err, errlen, "%llu of %llu orders failed while recording",
+                    (unsigned long long) res.errors, (unsigned long long) orders);
+                st = RPC_INTERNAL;
+        }
+        if (st == RPC_OK && pgscript_databases(ps) > REPLAY_MAX_SCRIPTS) {
+                snprintf(err, errlen, "%zu databases: more than %d", pgscript_databases(ps),
+                    REPLAY_MAX_SCRIPTS);
+                st = RPC_INTERNAL;
+        }
+        ret->orders = orders;
+        for (size_t i = 0; st == RPC_OK && i < pgscript_databases(ps); i++) {
+                replay_script *sc = &ret->s[ret->n++];
+                const char *dbname = pgscript_database(ps, i);
+                snprintf(sc->dbname, sizeof(sc->dbname), "%s", dbname);
+                script_conninfo(o->conf, dbname, sc->conninfo, sizeof(sc->conninfo));
+                snprintf(sc->path, sizeof(sc->path), "%s.%s.sql", prefix, dbname);
+                pgscript_counts(ps, i, &sc->statements, &sc->transactions);
+                st = pgscript_write(ps, i, sc->path, orders, err, errlen);
+        }
+        pgscript_free(ps);
+        return st;
+}
+
+/*
  * The command line
  */
 
@@ -1271,7 +1463,8 @@ usage(FILE *f)
             "usage: mercato-bench replay --mode saga|2pc|monolith [--conf FILE] [--clients N]\n"
             "       [--duration S] [--warmup S] [--keyed] [--products P] [--users U]\n"
             "       [--hot-fraction F] [--fail-fraction F] [--seed N] [--stock N]\n"
-            "       [--balance N] [--json]\n"
+            "       [--balance N] [--json] [--emit-pgbench PREFIX [--emit-orders K]]\n"
+            "       [--pglimit]\n"
             "\n"
             "Issues, straight through libpq, the SQL a mode issues for each order, in the same\n"
             "transactions, with no service and no RPC: the database-bound ceiling of the mode.\n"
@@ -1285,7 +1478,83 @@ usage(FILE *f)
             "  --warmup S      seconds before measuring (default 2)\n"
             "  --keyed         each order carries an idempotency key, as compare --keyed\n"
             "  --json          one JSON object on stdout\n"
+            "  --emit-pgbench PREFIX\n"
+            "                  record what the mode issues for --emit-orders orders (default\n"
+            "                  50) and write PREFIX.<dbname>.sql, one pgbench script per\n"
+            "                  database; print one line per script:\n"
+            "                  <dbname> <path> <statements> <transactions>\n"
+            "  --emit-orders K the orders one run of the scripts stands for\n"
             "The workload options are those of every mercato-bench command.\n");
+}
+
+/* --emit-pgbench: a line per script, "<dbname> <path> <statements> <transactions>". */
+static int
+emit_main(const replay_opts *o, const char *prefix, uint64_t orders, rpc_conf *conf)
+{
+        replay_scripts sc;
+        char err[512];
+        rpc_status st = bench_replay_emit(o, prefix, orders, &sc, err, sizeof(err));
+
+        rpc_conf_free(conf);
+        if (st != RPC_OK) {
+                fprintf(stderr, "mercato-bench replay: %s\n", err);
+                return 1;
+        }
+        printf("# %s: %llu orders per run of each script; run each with\n"
+               "#   pgbench %s -f SCRIPT DBNAME\n",
+            o->mode, (unsigned long long) sc.orders, PGSCRIPT_PGBENCH_ARGS);
+        for (size_t i = 0; i < sc.n; i++) {
+                printf("%s %s %llu %llu\n", sc.s[i].dbname, sc.s[i].path,
+                    (unsigned long long) sc.s[i].statements,
+                    (unsigned long long) sc.s[i].transactions);
+        }
+        return 0;
+}
+
+/* --pglimit: pgbench on the mode's scripts. */
+static int
+pglimit_main(const replay_opts *o, bool json, rpc_conf *conf)
+{
+        char dir[] = "/tmp/mercato-pglimit.XXXXXX";
+        pglimit_result pl;
+        char err[512];
+        rpc_status st;
+
+        if (mkdtemp(dir) == NULL) {
+                fprintf(stderr, "mercato-bench replay: mkdtemp: %s\n", strerror(errno));
+                rpc_conf_free(conf);
+                return 1;
+        }
+        st = bench_pglimit(o, dir, o->warmup_s, o->duration_s, &pl, err, sizeof(err));
+        rpc_conf_free(conf);
+        if (st != RPC_OK) {
+                fprintf(stderr, "mercato-bench replay: %s\n", err);
+                return 1;
+        }
+        if (json) {
+                printf("{\"mode\": \"%s\", \"clients\": %d, \"pglimit_orders_per_s\": %.1f,"
+                       " \"orders_per_run\": %llu, \"scripts\": \"%s\", \"databases\": [",
+                    o->mode, o->clients, pl.orders_per_s, (unsigned long long) pl.orders, dir);
+                for (size_t i = 0; i < pl.n; i++) {
+                        printf("%s{\"db\": \"%s\", \"orders_per_s\": %.1f, \"statements\": %llu,"
+                               " \"transactions\": %llu}",
+                            i > 0 ? ", " : "", pl.db[i].dbname, pl.db[i].orders_per_s,
+                            (unsigned long long) pl.db[i].statements,
+                            (unsigned long long) pl.db[i].transactions);
+                }
+                printf("]}\n");
+                return 0;
+        }
+        printf("pglimit %s, %d clients: %.1f orders/s (scripts in %s, %llu orders per run)\n",
+            o->mode, o->clients, pl.orders_per_s, dir, (unsigned long long) pl.orders);
+        for (size_t i = 0; i < pl.n; i++) {
+                printf("  %-28s %9.1f orders/s alone, %.1f statements and %.1f transactions per "
+                       "order\n",
+                    pl.db[i].dbname, pl.db[i].orders_per_s,
+                    (double) pl.db[i].statements / (double) pl.orders,
+                    (double) pl.db[i].transactions / (double) pl.orders);
+        }
+        return 0;
 }
 
 int
@@ -1299,6 +1568,9 @@ bench_replay_main(int argc, char **argv)
                 { "warmup", required_argument, NULL, 'W' },
                 { "keyed", no_argument, NULL, 'k' },
                 { "json", no_argument, NULL, 'j' },
+                { "emit-pgbench", required_argument, NULL, 'e' },
+                { "emit-orders", required_argument, NULL, 'E' },
+                { "pglimit", no_argument, NULL, 'P' },
                 { "help", no_argument, NULL, 'h' },
                 { "products", required_argument, NULL, 'o' },
                 { "users", required_argument, NULL, 'o' },
@@ -1315,6 +1587,9 @@ bench_replay_main(int argc, char **argv)
         replay_result res;
         rpc_conf *conf = NULL;
         bool json = false;
+        const char *emit = NULL;
+        bool pglimit = false;
+        uint64_t emit_orders = REPLAY_EMIT_ORDERS;
         char err[512];
         double v;
         int opt, idx = 0;
@@ -1353,6 +1628,20 @@ bench_replay_main(int argc, char **argv)
                 case 'k':
                         o.keyed = true;
                         break;
+                case 'e':
+                        emit = optarg;
+                        break;
+                case 'P':
+                        pglimit = true;
+                        break;
+                case 'E':
+                        if (!bench_parse_double(optarg, 1, 100000, &v) || v != floor(v)) {
+                                fprintf(stderr,
+                                    "mercato-bench replay: --emit-orders must be 1..100000\n");
+                                return 2;
+                        }
+                        emit_orders = (uint64_t) v;
+                        break;
                 case 'j':
                         json = true;
                         break;
@@ -1386,6 +1675,12 @@ bench_replay_main(int argc, char **argv)
         o.conf = conf;
         o.w = &w;
         o.quiet = json;
+        if (emit != NULL) {
+                return emit_main(&o, emit, emit_orders, conf);
+        }
+        if (pglimit) {
+                return pglimit_main(&o, json, conf);
+        }
         rpc_status st = bench_replay_run(&o, &res, err, sizeof(err));
         rpc_conf_free(conf);
         if (st != RPC_OK) {

@@ -56,15 +56,52 @@ cost_json(const proccost *c)
             procs, "cpu_ms", proccost_total_cpu_ms(c), "switches", proccost_total_switches(c));
 }
 
+/* pgbench per database: what the limit is made of. */
+static void
+print_pglimit(const pglimit_result *p)
+{
+        printf("  pglimit: %.1f orders/s = 1 / sum of 1 / each database's script alone "
+               "(%llu orders per run):",
+            p->orders_per_s, (unsigned long long) p->orders);
+        for (size_t i = 0; i < p->n; i++) {
+                printf("%s %s %.0f/s (%.1f stmts, %.1f tx per order)", i > 0 ? ";" : "",
+                    p->db[i].dbname, p->db[i].orders_per_s,
+                    (double) p->db[i].statements / (double) p->orders,
+                    (double) p->db[i].transactions / (double) p->orders);
+        }
+        printf("\n");
+}
+
+static json_t *
+pglimit_json(const pglimit_result *p)
+{
+        json_t *dbs = json_array();
+
+        for (size_t i = 0; i < p->n; i++) {
+                json_array_append_new(dbs,
+                    json_pack("{s:s, s:f, s:f, s:I, s:I}", "db", p->db[i].dbname, "orders_per_s",
+                        p->db[i].orders_per_s, "runs_per_s", p->db[i].runs_per_s, "statements",
+                        (json_int_t) p->db[i].statements, "transactions",
+                        (json_int_t) p->db[i].transactions));
+        }
+        return json_pack("{s:f, s:I, s:o}", "orders_per_s", p->orders_per_s, "orders_per_run",
+            (json_int_t) p->orders, "databases", dbs);
+}
+
 void
 report_table(const mode_result *r, size_t n)
 {
-        printf("\n%-8s %7s %9s %8s %8s %8s %6s %6s %6s %8s %6s %6s %9s %6s\n", "mode", "clients",
-            "orders/s", "p50 ms", "p99 ms", "p99.9 ms", "done%", "canc%", "comp%", "converge",
-            "dirty", "viol", "replay/s", "ratio");
+        printf("\n%-8s %7s %9s %8s %8s %8s %6s %6s %6s %8s %6s %6s %9s %6s %9s %6s\n", "mode",
+            "clients", "orders/s", "p50 ms", "p99 ms", "p99.9 ms", "done%", "canc%", "comp%",
+            "converge", "dirty", "viol", "replay/s", "ratio", "pglimit/s", "r/pgl");
         for (size_t i = 0; i < n; i++) {
                 const mode_result *m = &r[i];
                 char replay[16] = "-", ratio[16] = "-", dirty[16] = "-";
+                char pgl[16] = "-", pgl_ratio[16] = "-";
+                if (m->has_pglimit) {
+                        snprintf(pgl, sizeof(pgl), "%.1f", m->pglimit_orders_per_s);
+                        snprintf(pgl_ratio, sizeof(pgl_ratio), "%.2f", m->pglimit_ratio);
+                }
                 if (m->has_replay) {
                         snprintf(replay, sizeof(replay), "%.1f", m->replay_orders_per_s);
                         snprintf(ratio, sizeof(ratio), "%.2f", m->replay_ratio);
@@ -73,12 +110,13 @@ report_table(const mode_result *r, size_t n)
                         snprintf(
                             dirty, sizeof(dirty), "%llu", (unsigned long long) m->obs.dirty_reads);
                 }
-                printf(
-                    "%-8s %7d %9.1f %8.2f %8.2f %8.2f %6.1f %6.1f %6.1f %7.2fs %6s %6lld %9s %6s\n",
+                printf("%-8s %7d %9.1f %8.2f %8.2f %8.2f %6.1f %6.1f %6.1f %7.2fs %6s %6lld %9s "
+                       "%6s %9s "
+                       "%6s\n",
                     m->mode, m->clients, m->orders_per_s, m->p50_ms, m->p99_ms, m->p999_ms,
                     pct(m->completed, ended(m)), pct(m->cancelled, ended(m)),
                     pct(m->compensated, ended(m)), m->convergence_s, dirty,
-                    (long long) m->violations, replay, ratio);
+                    (long long) m->violations, replay, ratio, pgl, pgl_ratio);
         }
         printf("\n");
         for (size_t i = 0; i < n; i++) {
@@ -115,6 +153,9 @@ report_table(const mode_result *r, size_t n)
                 } else {
                         printf("  sustained: %.1f orders/s counting the %.2f s convergence\n",
                             m->sustained_orders_per_s, m->convergence_s);
+                }
+                if (m->has_pglimit) {
+                        print_pglimit(&m->pglimit);
                 }
                 print_cost(&m->cost);
                 printf("  lock waits: %.3f backend-s (%.3f ms per order)\n", m->lock_wait_s,
@@ -190,6 +231,9 @@ mode_json(const mode_result *m)
                 "sustained_orders_per_s", m->replay_sustained_orders_per_s, "sustained_ratio",
                 m->sustained_ratio)
                           : json_null());
+        json_object_set_new(o, "pglimit", m->has_pglimit ? pglimit_json(&m->pglimit) : json_null());
+        json_object_set_new(
+            o, "replay_over_pglimit", m->has_pglimit ? json_real(m->pglimit_ratio) : json_null());
         return o;
 }
 
@@ -246,7 +290,8 @@ csv_header(FILE *f)
             "cancelled_pct,compensated_pct,errors,convergence_s,dirty_reads,"
             "invariant_violations,lock_wait_s,replay_orders_per_s,replay_ratio,"
             "sustained_orders_per_s,replay_sustained_orders_per_s,sustained_ratio,"
-            "cpu_ms_per_order,switches_per_order,check\n");
+            "cpu_ms_per_order,switches_per_order,pglimit_orders_per_s,replay_over_pglimit,"
+            "check\n");
 }
 
 static void
@@ -271,8 +316,14 @@ csv_row(FILE *f, const mode_result *m)
         } else {
                 fprintf(f, ",");
         }
-        fprintf(f, ",%.3f,%.2f,%s\n", proccost_total_cpu_ms(&m->cost),
-            proccost_total_switches(&m->cost), m->check_ok ? "PASS" : "FAIL");
+        fprintf(
+            f, ",%.3f,%.2f,", proccost_total_cpu_ms(&m->cost), proccost_total_switches(&m->cost));
+        if (m->has_pglimit) {
+                fprintf(f, "%.2f,%.3f", m->pglimit_orders_per_s, m->pglimit_ratio);
+        } else {
+                fprintf(f, ",");
+        }
+        fprintf(f, ",%s\n", m->check_ok ? "PASS" : "FAIL");
 }
 
 /* Runs gnuplot on a script written into dir. */

@@ -34,8 +34,8 @@ bench_mercato_path(void)
         return path;
 }
 
-int
-bench_run(char *const argv[], char **out, bool quiet)
+static int
+run_child(char *const argv[], char **out, bool quiet, bool merge)
 {
         int fds[2] = { -1, -1 };
         pid_t pid;
@@ -66,6 +66,9 @@ bench_run(char *const argv[], char **out, bool quiet)
                 }
                 if (out != NULL) {
                         dup2(fds[1], STDOUT_FILENO);
+                        if (merge) {
+                                dup2(fds[1], STDERR_FILENO);
+                        }
                 }
                 execvp(argv[0], argv);
                 fprintf(stderr, "mercato-bench: cannot run %s: %s\n", argv[0], strerror(errno));
@@ -106,6 +109,18 @@ bench_run(char *const argv[], char **out, bool quiet)
                 }
         }
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int
+bench_run(char *const argv[], char **out, bool quiet)
+{
+        return run_child(argv, out, quiet, false);
+}
+
+int
+bench_run_merged(char *const argv[], char **out)
+{
+        return run_child(argv, out, false, true);
 }
 
 int

@@ -16,6 +16,9 @@ const char *bench_mercato_path(void);
  * quiet. Returns the exit status, or -1 if it could not run or was killed. */
 int bench_run(char *const argv[], char **out, bool quiet);
 
+/* Like bench_run with out, and stderr captured into *out too. */
+int bench_run_merged(char *const argv[], char **out);
+
 /* Runs `mercato --conf CONF [--json] check [--dataset DATASET] FLAG FILE` (FLAG is
  * --baseline or --record-baseline; DATASET may be NULL: every dataset) through bench_run:
  * its stdout goes to *out when out is not NULL (for --json), else nowhere. Returns the

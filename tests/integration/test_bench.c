@@ -89,6 +89,36 @@ static const char *const cost_procs[]
 
 /* The cost per order: every process measured, the busy ones above zero, the total their
  * sum. In the monolith only the order service and PostgreSQL do an order's work. */
+/* pgbench ran on every database the mode writes (the monolith one, a split mode at least
+ * order, product, user and the consumers'), each at a positive rate; the limit is 1 / the
+ * sum of 1 / those rates, and the replay's ratio to it is replay / limit. */
+static void
+assert_pglimit(const char *mode, const json_t *m, double replay_rate)
+{
+        const json_t *pl = json_object_get(m, "pglimit");
+        const json_t *dbs = json_object_get(pl, "databases");
+        double inv = 0;
+        size_t i;
+        const json_t *d;
+
+        if (!json_is_object(pl) || !json_is_array(dbs)) {
+                fail_msg("%s: compare.json has no pglimit", mode);
+        }
+        assert_int_equal(json_array_size(dbs), strcmp(mode, "monolith") == 0 ? 1 : 6);
+        json_array_foreach(dbs, i, d)
+        {
+                double rate = json_real_value(json_object_get(d, "orders_per_s"));
+                assert_true(rate > 0);
+                assert_true(json_integer_value(json_object_get(d, "statements")) > 0);
+                inv += 1.0 / rate;
+        }
+        double limit = json_real_value(json_object_get(pl, "orders_per_s"));
+        assert_true(limit > 0);
+        assert_true(fabs(limit - 1.0 / inv) <= 1e-6 * limit + 0.01);
+        double ratio = json_real_value(json_object_get(m, "replay_over_pglimit"));
+        assert_true(fabs(ratio - replay_rate / limit) <= 1e-3 * ratio + 0.001);
+}
+
 static void
 assert_cost(const char *mode, const json_t *cost)
 {
@@ -201,6 +231,7 @@ test_compare_short_run(void **state)
                 assert_true(replay_sustained > 0 && replay_sustained <= replay_rate * 1.0001);
                 assert_true(json_real_value(json_object_get(replay, "sustained_ratio")) > 0);
                 assert_cost(mode, json_object_get(m, "cost_per_order"));
+                assert_pglimit(mode, m, replay_rate);
         }
         json_decref(doc);
         assert_true(nonempty_file("compare.csv"));

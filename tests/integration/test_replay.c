@@ -24,6 +24,7 @@
 
 #include "harness.h"
 #include "modes_util.h"
+#include "pgscript.h"
 #include "replay.h"
 #include "workload.h"
 
@@ -324,10 +325,23 @@ normalize(const char *q)
         return out;
 }
 
+/* A pgbench script runs each statement as EXECUTE of a PREPARE made with the service's SQL;
+ * pg_stat_statements counts it under that statement, shown with the PREPARE's text. */
+static const char *
+strip_prepare(const char *query)
+{
+        const char *as;
+
+        if (strncmp(query, "PREPARE ", 8) != 0 || (as = strstr(query, " AS ")) == NULL) {
+                return query;
+        }
+        return as + 4;
+}
+
 static void
 counts_add(counts *c, const char *db, const char *query, int64_t calls, int64_t rows)
 {
-        char *q = normalize(query);
+        char *q = normalize(strip_prepare(query));
 
         for (size_t i = 0; i < c->n; i++) {
                 if (strcmp(c->v[i].db, db) == 0 && strcmp(c->v[i].query, q) == 0) {
@@ -408,9 +422,11 @@ pgss_read(const harness_cluster *hc, bool mono, const char *suffix, counts *ret)
         PQfinish(pg);
 }
 
-/* Compares the services' counts with the replay's; prints every difference. */
+/* Compares two runs' counts (the services' and the replay's, or a recording's and its
+ * scripts'); prints every difference. */
 static int
-counts_compare(const char *mode, const counts *svc, const counts *rep, int *ret_compared)
+counts_compare(const char *mode, const char *label_a, const char *label_b, const counts *svc,
+    const counts *rep, int *ret_compared)
 {
         int diffs = 0;
 
@@ -438,8 +454,8 @@ counts_compare(const char *mode, const counts *svc, const counts *rep, int *ret_
                         (*ret_compared)++;
                         if (xv != yv) {
                                 diffs++;
-                                fprintf(stderr, "%s %s: services %lld, replay %lld %s: %.160s\n",
-                                    mode, x->db, (long long) (side == 0 ? xv : yv),
+                                fprintf(stderr, "%s %s: %s %lld, %s %lld %s: %.160s\n", mode, x->db,
+                                    label_a, (long long) (side == 0 ? xv : yv), label_b,
                                     (long long) (side == 0 ? yv : xv), t >= 0 ? "rows" : "calls",
                                     x->query);
                         }
@@ -480,6 +496,73 @@ wait_quiet(const harness_cluster *hc, bool mono)
                 assert_true(mu_now_ms() < until);
                 usleep(50 * 1000);
         }
+}
+
+/* Runs one pgbench script once, on one client; fails the test if pgbench does. */
+static void
+run_pgbench_once(const replay_script *sc)
+{
+        char cmd[8192];
+        int rc;
+
+        snprintf(cmd, sizeof(cmd), "pgbench %s -c 1 -t 1 -f '%s' '%s' > '%s.out' 2>&1",
+            PGSCRIPT_PGBENCH_ARGS, sc->path, sc->conninfo, sc->path);
+        rc = system(cmd);
+        snprintf(cmd, sizeof(cmd), "grep -q 'aborted' '%s.out'", sc->path);
+        if (rc != 0 || system(cmd) == 0) {
+                snprintf(cmd, sizeof(cmd), "cat '%s.out' >&2", sc->path);
+                (void) system(cmd);
+                fail_msg("pgbench on %s failed", sc->path);
+        }
+}
+
+/* The pgbench scripts of a mode (bench_replay_emit) issue what the replay issued while
+ * they were recorded, statement for statement per database: the recording's counts in
+ * pg_stat_statements against one run of every script. With test_replay_statements_equal's
+ * first half (the replay against the services), the scripts issue what the services do.
+ * Returns the number of differences, each printed. */
+static int
+pgbench_compare(const harness_cluster *hc, const replay_opts *ro, bool mono, size_t k)
+{
+        replay_opts o = *ro;
+        replay_scripts sc;
+        counts rec = { 0 };
+        counts pgb = { 0 };
+        char dir[] = "/tmp/test-pgbench.XXXXXX";
+        char prefix[256];
+        char err[512];
+        int compared = 0;
+        int diffs;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(prefix, sizeof(prefix), "%s/%s", dir, o.mode);
+        o.before_orders = pgss_reset;
+        if (bench_replay_emit(&o, prefix, k, &sc, err, sizeof(err)) != RPC_OK) {
+                fail_msg("emit %s: %s", o.mode, err);
+        }
+        assert_int_equal(sc.orders, k);
+        assert_int_equal(sc.n, mono ? 1 : 6);
+        pgss_read(hc, mono, "_replay", &rec);
+        pgss_reset(NULL);
+        for (size_t i = 0; i < sc.n; i++) {
+                assert_true(sc.s[i].statements > 0);
+                run_pgbench_once(&sc.s[i]);
+        }
+        pgss_read(hc, mono, "_replay", &pgb);
+        diffs = counts_compare(o.mode, "recording", "pgbench", &rec, &pgb, &compared);
+        fprintf(stderr, "%s pgbench scripts: %d statements compared, %d differ\n", o.mode, compared,
+            diffs);
+        assert_true(compared >= 10);
+        counts_free(&rec);
+        counts_free(&pgb);
+        for (size_t i = 0; i < sc.n; i++) {
+                char out[4200];
+                snprintf(out, sizeof(out), "%s.out", sc.s[i].path);
+                unlink(out);
+                unlink(sc.s[i].path);
+        }
+        rmdir(dir);
+        return diffs;
 }
 
 static void
@@ -562,11 +645,12 @@ test_replay_statements_equal(void **state)
                 assert_int_equal(res.errors, 0);
                 assert_int_equal(res.wrong, 0);
                 pgss_read(mc->hc, mono, "_replay", &rep);
-                int diffs = counts_compare(names[m], &svc, &rep, &compared);
+                int diffs = counts_compare(names[m], "services", "replay", &svc, &rep, &compared);
                 fprintf(stderr, "%s: %zu orders, %d statements compared, %d differ\n", names[m], k,
                     compared, diffs);
                 assert_true(compared >= 10);
                 failures += diffs;
+                failures += pgbench_compare(mc->hc, &o, mono, k);
                 counts_free(&svc);
                 counts_free(&rep);
                 remove_outputs(&res);
