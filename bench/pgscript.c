@@ -22,6 +22,14 @@
  * One run of the script is the recording's orders on that database, so an order rate is
  * the script's rate times pgscript_write's orders.
  *
+ * The order. Transactions keep the order in which they ended, with one exception: a
+ * branch's COMMIT or ROLLBACK PREPARED comes right after its PREPARE TRANSACTION. A
+ * pgbench client runs the script alone, one transaction after another, so what the
+ * recording ran on other connections between the two would otherwise run while this
+ * client's own prepared branch holds its locks, and wait on them forever. A prepared
+ * branch thus holds its locks no longer than the database needs; the coordinator's waits
+ * between the votes and the decision are the framework's cost, not the database's.
+ *
  * Values that must differ between runs. A value a statement returned (an order id from a
  * sequence, an event id) becomes a variable, set by \gset from the same statement's
  * EXECUTE, and every later parameter equal to it, or holding it inside a key or a GID,
@@ -673,11 +681,75 @@ first_named(const rec_db *d, const char *name)
         return NULL;
 }
 
+/* The GID a transaction ends with PREPARE TRANSACTION, as recorded (quoted); or NULL. */
+static const char *
+prepared_gid(const rec_tx *t)
+{
+        static const char verb[] = "PREPARE TRANSACTION ";
+        const rec_stmt *s = t->n > 0 ? &t->s[t->n - 1] : NULL;
+
+        return s != NULL && s->name == NULL && starts_with(s->sql, verb) ? s->sql + strlen(verb)
+                                                                         : NULL;
+}
+
+/* The GID a lone COMMIT or ROLLBACK PREPARED finishes, as recorded (quoted); or NULL. */
+static const char *
+finished_gid(const rec_tx *t)
+{
+        static const char *const verbs[] = { "COMMIT PREPARED ", "ROLLBACK PREPARED " };
+
+        if (t->n != 1 || t->s[0].name != NULL) {
+                return NULL;
+        }
+        for (size_t i = 0; i < 2; i++) {
+                if (starts_with(t->s[0].sql, verbs[i])) {
+                        return t->s[0].sql + strlen(verbs[i]);
+                }
+        }
+        return NULL;
+}
+
+/* Writes transaction j, whose first statement is the k-th of the database. */
+static void
+write_tx(writer *w, FILE *f, size_t j, size_t k)
+{
+        const rec_tx *t = &w->d->tx[j];
+
+        for (size_t i = 0; i < t->n; i++, k++) {
+                const rec_stmt *s = &t->s[i];
+                if (s->name == NULL) {
+                        put_text(w, f, s->sql, false);
+                        fputs(";\n", f);
+                        continue;
+                }
+                fprintf(f, "EXECUTE %s%s", s->name, s->n > 0 ? "(" : "");
+                for (int p = 0; p < s->n; p++) {
+                        if (p > 0) {
+                                fputs(", ", f);
+                        }
+                        if (s->vals[p] == NULL) {
+                                fputs("NULL", f);
+                                continue;
+                        }
+                        fputc('\'', f);
+                        put_text(w, f, s->vals[p], true);
+                        fputc('\'', f);
+                }
+                if (s->n > 0) {
+                        fputc(')', f);
+                }
+                if (w->aset[k]) {
+                        fprintf(f, " \\aset m%zu_\n", k);
+                } else {
+                        fputs(";\n", f);
+                }
+        }
+}
+
 static void
 write_script(writer *w, FILE *f, uint64_t orders)
 {
         const rec_db *d = w->d;
-        size_t k = 0;
 
         fprintf(f,
             "-- pgbench script: what one mode issued on database %s for %" PRIu64 " orders:\n"
@@ -705,38 +777,30 @@ write_script(writer *w, FILE *f, uint64_t orders)
         for (size_t i = 0; i < w->n_foreign_int; i++) {
                 fprintf(f, "\\set m_i%zu " FOREIGN_INT " + %zu\n", i, i);
         }
+        size_t *first = rpc_xcalloc(d->n + 1, sizeof(*first));
+        bool *done = rpc_xcalloc(d->n + 1, sizeof(*done));
+
         for (size_t j = 0; j < d->n; j++) {
-                const rec_tx *t = &d->tx[j];
-                for (size_t i = 0; i < t->n; i++, k++) {
-                        const rec_stmt *s = &t->s[i];
-                        if (s->name == NULL) {
-                                put_text(w, f, s->sql, false);
-                                fputs(";\n", f);
-                                continue;
-                        }
-                        fprintf(f, "EXECUTE %s%s", s->name, s->n > 0 ? "(" : "");
-                        for (int p = 0; p < s->n; p++) {
-                                if (p > 0) {
-                                        fputs(", ", f);
-                                }
-                                if (s->vals[p] == NULL) {
-                                        fputs("NULL", f);
-                                        continue;
-                                }
-                                fputc('\'', f);
-                                put_text(w, f, s->vals[p], true);
-                                fputc('\'', f);
-                        }
-                        if (s->n > 0) {
-                                fputc(')', f);
-                        }
-                        if (w->aset[k]) {
-                                fprintf(f, " \\aset m%zu_\n", k);
-                        } else {
-                                fputs(";\n", f);
+                first[j + 1] = first[j] + d->tx[j].n;
+        }
+        for (size_t j = 0; j < d->n; j++) {
+                const char *gid = prepared_gid(&d->tx[j]);
+                if (done[j]) {
+                        continue;
+                }
+                write_tx(w, f, j, first[j]);
+                /* the branch's COMMIT or ROLLBACK PREPARED at once (see the NOTES) */
+                for (size_t l = j + 1; gid != NULL && l < d->n; l++) {
+                        const char *fin = finished_gid(&d->tx[l]);
+                        if (!done[l] && fin != NULL && strcmp(fin, gid) == 0) {
+                                write_tx(w, f, l, first[l]);
+                                done[l] = true;
+                                break;
                         }
                 }
         }
+        free(first);
+        free(done);
 }
 
 rpc_status
