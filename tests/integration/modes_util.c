@@ -571,6 +571,28 @@ mu_totals_print(FILE *f, const char *label, const mu_totals *t)
             (long long) t->outbox_pending, (long long) t->dead_letters);
 }
 
+void
+mu_dead_letters_print(FILE *f, const harness_cluster *hc, mu_dataset ds)
+{
+        const char *dbs[9];
+        int n = dataset_dbs(hc, ds, dbs);
+
+        for (int i = 0; i < n; i++) {
+                if (!has_table(dbs[i], "txn_dead_letters")) {
+                        continue;
+                }
+                char *s = mu_strf(dbs[i],
+                    "SELECT coalesce(string_agg(format('%%s x%%s: %%s', subscriber || ' ' || topic,"
+                    " n, e), E'\\n'), '') FROM (SELECT subscriber, topic, last_error AS e,"
+                    " count(*) AS n FROM txn_dead_letters GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT "
+                    "10) d");
+                if (s[0] != '\0') {
+                        fprintf(f, "dead letters in %s:\n%s\n", dbs[i], s);
+                }
+                free(s);
+        }
+}
+
 bool
 mu_wait_quiet(const harness_cluster *hc, mu_dataset ds, int64_t timeout_ms)
 {

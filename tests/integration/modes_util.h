@@ -149,6 +149,9 @@ typedef struct mu_totals {
 
 void mu_totals_read(const harness_cluster *hc, mu_dataset ds, mu_totals *ret);
 void mu_totals_print(FILE *f, const char *label, const mu_totals *t);
+/* The dead letters of every database of the dataset, grouped by subscriber, topic and
+ * error: what a failed "dead 0" assertion needs to be understood. */
+void mu_dead_letters_print(FILE *f, const harness_cluster *hc, mu_dataset ds);
 
 /* Waits (up to timeout_ms) until a dataset is quiet: no PENDING order, every outbox of its
  * databases drained (each event acked or dead-lettered by every subscriber), and no

@@ -342,6 +342,7 @@ run_bank(Mercato__Order__V1__Mode mode)
         assert_true(mu_now_ms() - t0 <= RUN_BUDGET_MS);
         mu_totals_read(mc->hc, ds, &t);
         mu_totals_print(stdout, "after", &t);
+        mu_dead_letters_print(stdout, mc->hc, ds);
 
         /* Every request answered, and the orders fail for every reason. */
         assert_true(errors * 50 <= ORDERS); /* at most 2% */

@@ -258,6 +258,7 @@ check_dataset(const harness_cluster *hc, mu_dataset ds)
         assert_true(mu_wait_quiet(hc, ds, QUIET_MS));
         mu_totals_read(hc, ds, &t);
         mu_totals_print(stdout, mu_dataset_name(ds), &t);
+        mu_dead_letters_print(stdout, hc, ds);
         completed = mu_completed_list(hc, ds, MERCATO__ORDER__V1__MODE__MODE_UNSPECIFIED);
         captured = mu_captured_list(hc, ds);
         dp = mu_dp_list(hc, ds);
