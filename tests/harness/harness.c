@@ -479,8 +479,21 @@ harness_cluster_free(harness_cluster *c)
         }
         for (int i = 0; i < c->n; i++) {
                 if (c->pids[i] != 0) {
-                        stop_pid(c->pids[i]);
+                        int status;
+                        /* A service that died during the test, or failed its own exit (a
+                         * sanitizer's report), leaves its log: a test's failure that
+                         * follows from it would say nothing otherwise. */
+                        bool died = waitpid(c->pids[i], &status, WNOHANG) == c->pids[i];
+                        if (!died) {
+                                status = stop_pid(c->pids[i]);
+                        }
                         forget_pid(c->pids[i]);
+                        if (died || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                                fprintf(stderr, "harness: %s %s (status 0x%x)\n", c->names[i],
+                                    died ? "had died during the test" : "did not exit cleanly",
+                                    (unsigned) status);
+                                print_log(c, i);
+                        }
                 }
                 snprintf(log, sizeof(log), "%s.%s.log", c->conf_path, c->names[i]);
                 unlink(log);
