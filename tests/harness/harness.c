@@ -1,13 +1,16 @@
 /* harness.c: integration-test helpers: throwaway databases, service processes, topology files. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -132,24 +135,64 @@ harness_db_create(const char *prefix)
         return conninfo_for(name);
 }
 
+/* Where the test processes of this machine hold their ports: one file per port, locked
+ * by the process that drew it for as long as it lives. */
+#define PORT_LOCK_DIR "/tmp/mercato-test-ports"
+
+/* Takes the port's lock for the rest of the process, or returns false if another test
+ * process holds it. The lock goes with the process: no file is ever cleaned up by hand. */
+static bool
+port_lock(int port)
+{
+        char path[128];
+        int fd;
+
+        if (mkdir(PORT_LOCK_DIR, 0777) != 0 && errno != EEXIST) {
+                die("mkdir %s: %s", PORT_LOCK_DIR, strerror(errno));
+        }
+        snprintf(path, sizeof(path), "%s/%d", PORT_LOCK_DIR, port);
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        if (fd < 0) {
+                die("open %s: %s", path, strerror(errno));
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+                close(fd);
+                return false;
+        }
+        return true; /* fd stays open: the lock lasts until this process exits */
+}
+
 /* Ports are drawn below Linux's ephemeral range (32768-60999): a port the kernel handed
  * out for bind(0) could be taken again by any outgoing connection (to PostgreSQL, say)
- * between this check and the service's own bind. The draw depends on the pid, so that
- * tests running side by side rarely try the same port. */
+ * between this check and the service's own bind.
+ *
+ * Tests run side by side (meson runs two at once), and a free port is only free until its
+ * service binds it. Two test processes that drew the same port each saw it free; the
+ * second one's service then failed to bind, while its Health probe was answered by the
+ * first one's service, so its calls went to another test's cluster (UNIMPLEMENTED from the
+ * wrong service, deliveries refused for a minute). So a port is also locked, across
+ * processes, by the test that drew it (port_lock), and never drawn twice in one process. */
 int
 harness_free_port(void)
 {
         static uint64_t state;
+        static bool drawn[12000];
 
         if (state == 0) {
                 state = ((uint64_t) getpid() << 32) ^ (uint64_t) rpc_now_mono_us();
         }
         for (int tries = 0; tries < 1000; tries++) {
-                int port = 20000 + (int) (rpc_rand_next(&state) % 12000);
-                int fd = socket(AF_INET, SOCK_STREAM, 0);
+                int k = (int) (rpc_rand_next(&state) % 12000);
+                int port = 20000 + k;
+                int fd;
                 struct sockaddr_in sa = { .sin_family = AF_INET };
                 int ok;
 
+                if (drawn[k] || !port_lock(port)) {
+                        continue;
+                }
+                drawn[k] = true;
+                fd = socket(AF_INET, SOCK_STREAM, 0);
                 if (fd < 0) {
                         die("socket: %s", strerror(errno));
                 }
