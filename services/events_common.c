@@ -153,3 +153,35 @@ events_check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so,
         }
         return RPC_OK;
 }
+
+rpc_status
+events_command_check(rpc_call *call, const Mercato__Txn__V1__SagaCommand *req,
+    const char *const *actions, size_t n, size_t *ret_index)
+{
+        if (svc_call_dataset(call) != SVC_DATASET_SPLIT) {
+                return rpc_call_error(
+                    call, RPC_FAILED_PRECONDITION, "no saga runs on the monolith dataset");
+        }
+        if (req->order == NULL) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT, "a command needs its order");
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (strcmp(req->action, actions[i]) == 0) {
+                        *ret_index = i;
+                        return RPC_OK;
+                }
+        }
+        return rpc_call_error(call, RPC_INVALID_ARGUMENT,
+            "unknown action (this service runs %s%s%s)", actions[0], n > 1 ? " and " : "",
+            n > 1 ? actions[1] : "");
+}
+
+void
+events_command_reply(rpc_call *call, const txn_outcome *out, bool duplicate,
+    Mercato__Txn__V1__SagaCommandReply *resp)
+{
+        resp->done = out->reason[0] == '\0';
+        resp->reason = rpc_call_strdup(call, out->reason);
+        resp->discount = out->discount;
+        resp->duplicate = duplicate;
+}

@@ -10,6 +10,7 @@
 #include "event.pb-c.h"
 #include "events_tx.h"
 #include "rpc.h"
+#include "txn.pb-c.h"
 
 #define EVENTS_TOPIC_ORDER_COMPLETED "order.completed"
 
@@ -51,5 +52,18 @@ rpc_status events_saga_order(rpc_call *call, const Mercato__Event__V1__Event *re
  * Returns OK, or INVALID_ARGUMENT with the call's message set. */
 rpc_status events_check_saga_order(
     rpc_call *call, const Mercato__Event__V1__SagaOrder *so, bool with_reason) RPC_WARN_UNUSED;
+
+/* The method count of SagaParticipant (Run), served by product, user and payment. */
+#define EVENTS_N_COMMAND_METHODS 1
+
+/* Checks an orchestrator's command (SagaParticipant/Run) by the rules of every participant:
+ * the split dataset (FAILED_PRECONDITION on the monolith's), an order, and an action among
+ * actions[0..n-1] (INVALID_ARGUMENT, naming the ones known). *ret_index is the action's. */
+rpc_status events_command_check(rpc_call *call, const Mercato__Txn__V1__SagaCommand *req,
+    const char *const *actions, size_t n, size_t *ret_index) RPC_WARN_UNUSED;
+
+/* Fills a command's reply from its outcome, in the call's arena. */
+void events_command_reply(rpc_call *call, const txn_outcome *out, bool duplicate,
+    Mercato__Txn__V1__SagaCommandReply *resp);
 
 #endif

@@ -48,3 +48,44 @@ events_saga_emit(db_conn *db, const char *source, const char *topic,
         ev.reason = (char *) reason;
         return txn_outbox_add(db, source, topic, so->order_id, &ev.base, NULL);
 }
+
+rpc_status
+events_saga_step_end(db_conn *db, const char *source, const char *consumer, const char *action,
+    const Mercato__Event__V1__SagaOrder *so, const char *topic, const char *reason,
+    int64_t discount, txn_outcome *orch)
+{
+        char key[64];
+        rpc_status st;
+
+        if (orch == NULL) {
+                return events_saga_emit(db, source, topic, so, reason);
+        }
+        events_saga_key(key, sizeof(key), action, so->order_id);
+        st = txn_outcome_record(db, consumer, key, reason != NULL ? reason : "", discount);
+        if (st == RPC_OK) {
+                *orch = (txn_outcome) { .found = true, .discount = discount };
+                snprintf(orch->reason, sizeof(orch->reason), "%s", reason != NULL ? reason : "");
+        }
+        return st;
+}
+
+rpc_status
+events_orch_consume(db_conn *db, const char *consumer, const char *action, int64_t order_id,
+    rpc_status (*apply)(db_conn *db, void *arg), void *arg, bool compensation, txn_outcome *out,
+    bool *ret_duplicate)
+{
+        char key[64];
+        rpc_status st;
+
+        *out = (txn_outcome) { .found = true };
+        st = events_saga_consume(db, consumer, action, order_id, apply, arg, ret_duplicate);
+        if (st != RPC_OK || !*ret_duplicate || compensation) {
+                return st;
+        }
+        events_saga_key(key, sizeof(key), action, order_id);
+        st = txn_outcome_get(db, consumer, key, out);
+        if (st == RPC_OK && !out->found) {
+                snprintf(out->reason, sizeof(out->reason), "%s", EVENTS_REASON_COMPENSATED);
+        }
+        return st;
+}

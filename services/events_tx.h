@@ -9,6 +9,7 @@
 #include "db.h"
 #include "event.pb-c.h"
 #include "rpc.h"
+#include "txn.h"
 
 /* The limits of every consumer: an event id's length in bytes, the lines of an order, a
  * line's quantity, a time in Unix ms (9999-12-31T23:59:59.999Z) and a saga reason. */
@@ -40,5 +41,31 @@ rpc_status events_saga_fence(
  * reason. Returns txn_outbox_add's status. */
 rpc_status events_saga_emit(db_conn *db, const char *source, const char *topic,
     const Mercato__Event__V1__SagaOrder *so, const char *reason) RPC_WARN_UNUSED;
+
+/*
+ * The orchestrated saga (mode orchestration): the order service sends each step as a
+ * command (SagaParticipant/Run) instead of an event. A participant runs the very same
+ * transaction behind the very same barrier key, but ends it by recording its outcome for a
+ * repeated command (txn_saga_outcome) instead of adding the next event.
+ */
+
+/* The end of a forward saga action, in its open transaction: with orch NULL (choreography)
+ * the next event, topic from source with reason (events_saga_emit); else the outcome, reason
+ * ("" or NULL for done) and discount, recorded under (consumer, "<action>:<order>") and
+ * copied into *orch. */
+rpc_status events_saga_step_end(db_conn *db, const char *source, const char *consumer,
+    const char *action, const Mercato__Event__V1__SagaOrder *so, const char *topic,
+    const char *reason, int64_t discount, txn_outcome *orch) RPC_WARN_UNUSED;
+
+/* An orchestrated command: events_saga_consume, where apply ends with events_saga_step_end
+ * (a step) or records nothing (a compensation: *out is done). For a repeated command
+ * (*ret_duplicate) *out is the first one's outcome; a step's key taken with no outcome was
+ * taken by its compensation: refused, reason "compensated". */
+rpc_status events_orch_consume(db_conn *db, const char *consumer, const char *action,
+    int64_t order_id, rpc_status (*apply)(db_conn *db, void *arg), void *arg, bool compensation,
+    txn_outcome *out, bool *ret_duplicate) RPC_WARN_UNUSED;
+
+/* The reason of a step that came after its compensation. */
+#define EVENTS_REASON_COMPENSATED "compensated"
 
 #endif

@@ -15,8 +15,8 @@
 static const db_stmt txn_stmt_list[] = {
         /* Every txn table but the coordinator's epoch, which must never go back. */
         { TXN_STMT_RESET,
-            "TRUNCATE txn_outbox, txn_delivery, txn_dead_letters, txn_barrier, txn_tpc_marker,"
-            " txn_tpc_log RESTART IDENTITY",
+            "TRUNCATE txn_outbox, txn_delivery, txn_dead_letters, txn_barrier, txn_saga_outcome,"
+            " txn_tpc_marker, txn_tpc_log RESTART IDENTITY",
             0 },
         { TXN_STMT_OUTBOX_ADD,
             "INSERT INTO txn_outbox (source, topic, aggregate_id, payload) "
@@ -28,6 +28,14 @@ static const db_stmt txn_stmt_list[] = {
             0 },
         { TXN_STMT_BARRIER_ENTER,
             "INSERT INTO txn_barrier (consumer, key) VALUES ($1, $2) ON CONFLICT DO NOTHING", 2 },
+        /* $1 consumer, $2 key, $3 reason, $4 discount */
+        { TXN_STMT_OUTCOME_RECORD,
+            "INSERT INTO txn_saga_outcome (consumer, key, reason, discount) VALUES ($1, $2, $3, "
+            "$4)",
+            4 },
+        /* $1 consumer, $2 key */
+        { TXN_STMT_OUTCOME_GET,
+            "SELECT reason, discount FROM txn_saga_outcome WHERE consumer = $1 AND key = $2", 2 },
         /* $1 source */
         { TXN_STMT_UNFANNED_TOPICS,
             "SELECT DISTINCT topic FROM txn_outbox WHERE source = $1 AND NOT fanned_out", 1 },

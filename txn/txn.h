@@ -20,6 +20,7 @@
  *   txn_delivery      one row per (event, subscriber): attempts, next attempt, last error
  *   txn_dead_letters  (event, subscriber) pairs that gave up after max_attempts
  *   txn_barrier       the consumers' insert-first barrier (inbox): (consumer, key)
+ *   txn_saga_outcome  how an orchestrated saga's action behind a barrier key ended
  */
 
 /* The migrations of component "txn". A service that writes or consumes events lists it in
@@ -83,6 +84,23 @@ rpc_status txn_barrier_enter(db_conn *db, const char *consumer, const char *key)
  * db_errmsg for the detail. */
 rpc_status txn_consume(db_conn *db, const char *consumer, const char *key,
     rpc_status (*apply)(db_conn *db, void *arg), void *arg, bool *ret_duplicate) RPC_WARN_UNUSED;
+
+/* The outcome of an orchestrated saga's action, kept with its barrier key
+ * (txn_saga_outcome) so that a repeated command is answered as the first one was. */
+typedef struct txn_outcome {
+        bool found;       /* a row exists; false: the key was taken by a compensation */
+        char reason[65];  /* "" for done, else the business "no" */
+        int64_t discount; /* what the user step gave */
+} txn_outcome;
+
+/* Inside the caller's open transaction, after txn_barrier_enter took (consumer, key):
+ * records how the action ended. INVALID_ARGUMENT for a reason over 64 bytes. */
+rpc_status txn_outcome_record(db_conn *db, const char *consumer, const char *key,
+    const char *reason, int64_t discount) RPC_WARN_UNUSED;
+
+/* Reads the outcome recorded for (consumer, key); found is false when there is none. */
+rpc_status txn_outcome_get(
+    db_conn *db, const char *consumer, const char *key, txn_outcome *ret) RPC_WARN_UNUSED;
 
 /*
  * Relay

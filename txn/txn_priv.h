@@ -12,6 +12,8 @@
 #define TXN_STMT_COUNTS "txn_counts"
 #define TXN_STMT_RESET "txn_reset"
 #define TXN_STMT_BARRIER_ENTER "txn_barrier_enter"
+#define TXN_STMT_OUTCOME_RECORD "txn_outcome_record"
+#define TXN_STMT_OUTCOME_GET "txn_outcome_get"
 #define TXN_STMT_UNFANNED_TOPICS "txn_unfanned_topics"
 #define TXN_STMT_FANOUT "txn_fanout"
 #define TXN_STMT_PENDING_SUBSCRIBERS "txn_pending_subscribers"

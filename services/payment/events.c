@@ -32,11 +32,48 @@
 
 #define AMOUNT_MAX INT64_C(1000000000000)
 
+/* One saga action on a SagaOrder, the capture or its refund: checks it, then runs it in
+ * one local transaction, retried when it aborts: for a delivery (orch NULL) the capture
+ * adds the next event, for an orchestrator's command the outcome goes into *orch. */
+static rpc_status
+saga_run(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, bool capture, txn_outcome *orch,
+    bool *ret_duplicate)
+{
+        svc *s = svc_of_call(call);
+        svc_step_result sw = svc_step(s != NULL ? svc_conf(s) : NULL, "payment", "capture");
+        rpc_status st;
+
+        if (so->order_id <= 0 || so->user_id <= 0) {
+                return rpc_call_error(
+                    call, RPC_INVALID_ARGUMENT, "order_id and user_id must be > 0");
+        }
+        if (capture && (so->amount < 0 || so->amount > AMOUNT_MAX)) {
+                return rpc_call_error(
+                    call, RPC_INVALID_ARGUMENT, "amount must be 0..1000000000000");
+        }
+        db_conn *db = svc_db(call);
+        if (db == NULL) {
+                return RPC_UNAVAILABLE;
+        }
+        if (orch != NULL) {
+                st = capture ? payment_orch_capture(db, so, sw, orch, ret_duplicate)
+                             : payment_orch_refund(db, so, orch, ret_duplicate);
+        } else {
+                st = capture ? payment_saga_capture(db, so, sw, ret_duplicate)
+                             : payment_saga_refund(db, so, ret_duplicate);
+        }
+        if (st == RPC_UNAVAILABLE) {
+                return rpc_call_error(call, st, "payment.capture does not answer (step switch)");
+        }
+        if (st != RPC_OK) {
+                return rpc_call_error(call, st, "database: %s", db_errmsg(db));
+        }
+        return RPC_OK;
+}
+
 RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__DeliverAck)
 {
         RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
-        const Mercato__Event__V1__SagaOrder *so;
-        svc *s = svc_of_call(call);
         bool capture;
         bool duplicate = false;
         rpc_status st;
@@ -50,37 +87,43 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
                 return rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown topic");
         }
         st = events_saga_order(call, req, &msg);
+        if (st == RPC_OK) {
+                st = saga_run(
+                    call, (const Mercato__Event__V1__SagaOrder *) msg, capture, NULL, &duplicate);
+        }
         if (st != RPC_OK) {
                 return st;
         }
-        so = (const Mercato__Event__V1__SagaOrder *) msg;
-        if (so->order_id <= 0 || so->user_id <= 0) {
-                return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "order_id and user_id must be > 0");
-        }
-        if (capture && (so->amount < 0 || so->amount > AMOUNT_MAX)) {
-                return rpc_call_error(
-                    call, RPC_INVALID_ARGUMENT, "amount must be 0..1000000000000");
-        }
-        db_conn *db = svc_db(call);
-        if (db == NULL) {
-                return RPC_UNAVAILABLE;
-        }
-        st = capture ? payment_saga_capture(
-                 db, so, svc_step(s != NULL ? svc_conf(s) : NULL, "payment", "capture"), &duplicate)
-                     : payment_saga_refund(db, so, &duplicate);
-        if (st == RPC_UNAVAILABLE) {
-                return rpc_call_error(call, st, "payment.capture does not answer (step switch)");
-        }
-        if (st != RPC_OK) {
-                return rpc_call_error(call, st, "database: %s", db_errmsg(db));
-        }
         if (!duplicate && capture) {
-                svc_relay_wake(s, SVC_DATASET_SPLIT);
+                svc_relay_wake(svc_of_call(call), SVC_DATASET_SPLIT);
         }
         resp->duplicate = duplicate;
         return RPC_OK;
 }
+
+/* An orchestrator's command: capture, or its compensation refund. */
+RPC_HANDLER(handle_run, Mercato__Txn__V1__SagaCommand, Mercato__Txn__V1__SagaCommandReply)
+{
+        static const char *const actions[] = { "capture", "refund" };
+        txn_outcome out;
+        bool duplicate = false;
+        size_t k = 0;
+        rpc_status st;
+
+        st = events_command_check(call, req, actions, 2, &k);
+        if (st == RPC_OK) {
+                st = saga_run(call, req->order, k == 0, &out, &duplicate);
+        }
+        if (st == RPC_OK) {
+                events_command_reply(call, &out, duplicate, resp);
+        }
+        return st;
+}
+
+const rpc_method payment_command_methods[EVENTS_N_COMMAND_METHODS] = {
+        RPC_METHOD_ENTRY("Run", handle_run, mercato__txn__v1__saga_command__descriptor,
+            mercato__txn__v1__saga_command_reply__descriptor, RPC_METHOD_IDEMPOTENT),
+};
 
 const rpc_method payment_event_methods[PAYMENT_N_EVENT_METHODS] = {
         RPC_METHOD_ENTRY("Deliver", handle_deliver, mercato__event__v1__event__descriptor,

@@ -13,6 +13,7 @@
 #include "event.pb-c.h"
 #include "svc.h"
 #include "tpc.h"
+#include "txn.h"
 
 /* balance.debited, behind barrier key "capture:<order>" of consumer "payment:saga":
  * captures the amount -> payment.captured, or payment.declined. sw is the step switch
@@ -25,6 +26,14 @@ rpc_status payment_saga_capture(db_conn *db, const Mercato__Event__V1__SagaOrder
  * payment, if there is one; no event. */
 rpc_status payment_saga_refund(
     db_conn *db, const Mercato__Event__V1__SagaOrder *so, bool *ret_duplicate) RPC_WARN_UNUSED;
+
+/* The orchestrated saga's commands (SagaParticipant/Run): "capture" and its compensation
+ * "refund", the transactions above, with the outcome recorded for a repeated command
+ * instead of an event (events_orch_consume). */
+rpc_status payment_orch_capture(db_conn *db, const Mercato__Event__V1__SagaOrder *so,
+    svc_step_result sw, txn_outcome *out, bool *ret_duplicate) RPC_WARN_UNUSED;
+rpc_status payment_orch_refund(db_conn *db, const Mercato__Event__V1__SagaOrder *so,
+    txn_outcome *out, bool *ret_duplicate) RPC_WARN_UNUSED;
 
 /* The 2pc branch (a txn_tpc_branch_fn): captures the amount; votes no with
  * payment_declined. */

@@ -9,10 +9,12 @@
 #define SAGA_CONSUMER "payment:saga"
 #define SAGA_SOURCE "payment"
 
-/* What a saga step works on: the order and the step switch. */
+/* What a saga step works on: the order and the step switch, and for an orchestrator's
+ * command where its outcome goes (NULL: the next event instead). */
 typedef struct saga_arg {
         const Mercato__Event__V1__SagaOrder *so;
         svc_step_result sw;
+        txn_outcome *orch;
 } saga_arg;
 
 /* balance.debited, behind the barrier key "capture:<order>": the capture, or the decline. */
@@ -43,11 +45,9 @@ capture_apply(db_conn *db, void *arg)
                         return st;
                 }
         }
-        if (declined) {
-                return events_saga_emit(
-                    db, SAGA_SOURCE, "payment.declined", so, "payment_declined");
-        }
-        return events_saga_emit(db, SAGA_SOURCE, "payment.captured", so, NULL);
+        return events_saga_step_end(db, SAGA_SOURCE, SAGA_CONSUMER, "capture", so,
+            declined ? "payment.declined" : "payment.captured",
+            declined ? "payment_declined" : NULL, 0, a->orch);
 }
 
 /* order.cancelled, behind the barrier key "refund:<order>": refunds the payment, if there
@@ -80,6 +80,24 @@ payment_saga_refund(db_conn *db, const Mercato__Event__V1__SagaOrder *so, bool *
         saga_arg arg = { .so = so, .sw = SVC_STEP_OK };
         return events_saga_consume(
             db, SAGA_CONSUMER, "refund", so->order_id, refund_apply, &arg, ret_duplicate);
+}
+
+rpc_status
+payment_orch_capture(db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_result sw,
+    txn_outcome *out, bool *ret_duplicate)
+{
+        saga_arg arg = { .so = so, .sw = sw, .orch = out };
+        return events_orch_consume(db, SAGA_CONSUMER, "capture", so->order_id, capture_apply, &arg,
+            false, out, ret_duplicate);
+}
+
+rpc_status
+payment_orch_refund(
+    db_conn *db, const Mercato__Event__V1__SagaOrder *so, txn_outcome *out, bool *ret_duplicate)
+{
+        saga_arg arg = { .so = so, .sw = SVC_STEP_OK, .orch = out };
+        return events_orch_consume(db, SAGA_CONSUMER, "refund", so->order_id, refund_apply, &arg,
+            true, out, ret_duplicate);
 }
 
 rpc_status

@@ -113,22 +113,17 @@ check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_k
 
 /* A saga delivery: one local transaction, retried when it aborts. A taken key is a
  * duplicate, or for "reserve:<order>" the compensation that came first. */
+/* One saga action on a SagaOrder: checks it, then runs it in one local transaction,
+ * retried when it aborts: for a delivery (orch NULL) it adds the next event, for an
+ * orchestrator's command it records its outcome into *orch. */
 static rpc_status
-deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kind,
-    Mercato__Event__V1__DeliverAck *resp)
+saga_run(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_kind kind, txn_outcome *orch,
+    bool *ret_duplicate)
 {
-        RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
-        const Mercato__Event__V1__SagaOrder *so;
         svc *s = svc_of_call(call);
         svc_step_result sw = svc_step(s != NULL ? svc_conf(s) : NULL, "product", "reserve");
-        bool duplicate = false;
         rpc_status st;
 
-        st = events_saga_order(call, req, &msg);
-        if (st != RPC_OK) {
-                return st;
-        }
-        so = (const Mercato__Event__V1__SagaOrder *) msg;
         st = check_saga_order(call, so, kind);
         if (st != RPC_OK) {
                 return st;
@@ -137,16 +132,41 @@ deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kin
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        st = kind == SAGA_RESERVE ? product_saga_reserve(db, so, sw, &duplicate)
-                                  : product_saga_release(db, so, kind == SAGA_RELEASE, &duplicate);
+        if (orch != NULL) {
+                st = kind == SAGA_RESERVE ? product_orch_reserve(db, so, sw, orch, ret_duplicate)
+                                          : product_orch_release(db, so, orch, ret_duplicate);
+        } else {
+                st = kind == SAGA_RESERVE
+                    ? product_saga_reserve(db, so, sw, ret_duplicate)
+                    : product_saga_release(db, so, kind == SAGA_RELEASE, ret_duplicate);
+        }
         if (st == RPC_UNAVAILABLE) {
                 return rpc_call_error(call, st, "product.reserve does not answer (step switch)");
         }
         if (st != RPC_OK) {
                 return rpc_call_error(call, st, "database: %s", db_errmsg(db));
         }
+        return RPC_OK;
+}
+
+static rpc_status
+deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kind,
+    Mercato__Event__V1__DeliverAck *resp)
+{
+        RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
+        bool duplicate = false;
+        rpc_status st;
+
+        st = events_saga_order(call, req, &msg);
+        if (st == RPC_OK) {
+                st = saga_run(
+                    call, (const Mercato__Event__V1__SagaOrder *) msg, kind, NULL, &duplicate);
+        }
+        if (st != RPC_OK) {
+                return st;
+        }
         if (!duplicate && kind != SAGA_COMPENSATE) {
-                svc_relay_wake(s, SVC_DATASET_SPLIT);
+                svc_relay_wake(svc_of_call(call), SVC_DATASET_SPLIT);
         }
         resp->duplicate = duplicate;
         return RPC_OK;
@@ -170,6 +190,31 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         }
         return rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown topic");
 }
+
+/* An orchestrator's command: reserve, or its compensation release. */
+RPC_HANDLER(handle_run, Mercato__Txn__V1__SagaCommand, Mercato__Txn__V1__SagaCommandReply)
+{
+        static const char *const actions[] = { "reserve", "release" };
+        txn_outcome out;
+        bool duplicate = false;
+        size_t k = 0;
+        rpc_status st;
+
+        st = events_command_check(call, req, actions, 2, &k);
+        if (st == RPC_OK) {
+                st = saga_run(
+                    call, req->order, k == 0 ? SAGA_RESERVE : SAGA_COMPENSATE, &out, &duplicate);
+        }
+        if (st == RPC_OK) {
+                events_command_reply(call, &out, duplicate, resp);
+        }
+        return st;
+}
+
+const rpc_method product_command_methods[EVENTS_N_COMMAND_METHODS] = {
+        RPC_METHOD_ENTRY("Run", handle_run, mercato__txn__v1__saga_command__descriptor,
+            mercato__txn__v1__saga_command_reply__descriptor, RPC_METHOD_IDEMPOTENT),
+};
 
 const rpc_method product_event_methods[PRODUCT_N_EVENT_METHODS] = {
         RPC_METHOD_ENTRY("Deliver", handle_deliver, mercato__event__v1__event__descriptor,

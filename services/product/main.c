@@ -13,6 +13,8 @@ static const svc_service product_services[] = {
         { &mercato__event__v1__event_sink__descriptor, product_event_methods,
             PRODUCT_N_EVENT_METHODS },
         { &mercato__txn__v1__participant__descriptor, product_tpc_methods, TXN_TPC_N_METHODS },
+        { &mercato__txn__v1__saga_participant__descriptor, product_command_methods,
+            EVENTS_N_COMMAND_METHODS },
 };
 
 int

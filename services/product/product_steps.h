@@ -15,6 +15,7 @@
 #include "event.pb-c.h"
 #include "svc.h"
 #include "tpc.h"
+#include "txn.h"
 
 /* order.created, behind barrier key "reserve:<order>" of consumer "product:saga": reserves
  * every item or none -> stock.reserved, or stock.rejected (out_of_stock). sw is the step
@@ -29,6 +30,17 @@ rpc_status product_saga_reserve(db_conn *db, const Mercato__Event__V1__SagaOrder
  * releases what the order holds, if anything. */
 rpc_status product_saga_release(db_conn *db, const Mercato__Event__V1__SagaOrder *so,
     bool tell_order, bool *ret_duplicate) RPC_WARN_UNUSED;
+
+/* The orchestrated saga's command "reserve" (SagaParticipant/Run): product_saga_reserve's
+ * transaction, ending with its outcome recorded for a repeated command instead of an
+ * event; *out says what it did, or did the first time (events_orch_consume). */
+rpc_status product_orch_reserve(db_conn *db, const Mercato__Event__V1__SagaOrder *so,
+    svc_step_result sw, txn_outcome *out, bool *ret_duplicate) RPC_WARN_UNUSED;
+
+/* The command "release", the compensation of "reserve": product_saga_release, telling
+ * nobody. */
+rpc_status product_orch_release(db_conn *db, const Mercato__Event__V1__SagaOrder *so,
+    txn_outcome *out, bool *ret_duplicate) RPC_WARN_UNUSED;
 
 /* order.completed, behind the event id of consumer "product:order.completed": a saga
  * order's reservation is sold, and the sales of the day it completed grow (its completion

@@ -64,11 +64,13 @@ product_order_completed(db_conn *db, const char *event_id,
             db, CONSUMER_ORDER_COMPLETED, event_id, apply_order_completed, &arg, ret_duplicate);
 }
 
-/* What a saga step works on: the order, the step switch, whether to tell the order. */
+/* What a saga step works on: the order, the step switch, whether to tell the order, and
+ * for an orchestrator's command where its outcome goes (NULL: the next event instead). */
 typedef struct saga_arg {
         const Mercato__Event__V1__SagaOrder *so;
         svc_step_result sw;
         bool tell_order;
+        txn_outcome *orch;
 } saga_arg;
 
 /* order.created, behind the barrier key "reserve:<order>": reserves every item or none. A
@@ -108,8 +110,8 @@ reserve_apply(db_conn *db, void *arg)
                         return st;
                 }
         }
-        return events_saga_emit(
-            db, SAGA_SOURCE, reason == NULL ? "stock.reserved" : "stock.rejected", so, reason);
+        return events_saga_step_end(db, SAGA_SOURCE, SAGA_CONSUMER, "reserve", so,
+            reason == NULL ? "stock.reserved" : "stock.rejected", reason, 0, a->orch);
 }
 
 /* balance.rejected, balance.refunded, order.cancelled, behind the barrier key
@@ -147,6 +149,24 @@ product_saga_release(
         saga_arg arg = { .so = so, .sw = SVC_STEP_OK, .tell_order = tell_order };
         return events_saga_consume(
             db, SAGA_CONSUMER, "release", so->order_id, release_apply, &arg, ret_duplicate);
+}
+
+rpc_status
+product_orch_reserve(db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_result sw,
+    txn_outcome *out, bool *ret_duplicate)
+{
+        saga_arg arg = { .so = so, .sw = sw, .orch = out };
+        return events_orch_consume(db, SAGA_CONSUMER, "reserve", so->order_id, reserve_apply, &arg,
+            false, out, ret_duplicate);
+}
+
+rpc_status
+product_orch_release(
+    db_conn *db, const Mercato__Event__V1__SagaOrder *so, txn_outcome *out, bool *ret_duplicate)
+{
+        saga_arg arg = { .so = so, .sw = SVC_STEP_OK, .orch = out };
+        return events_orch_consume(db, SAGA_CONSUMER, "release", so->order_id, release_apply, &arg,
+            true, out, ret_duplicate);
 }
 
 rpc_status

@@ -71,22 +71,19 @@ check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_k
 
 /* A saga delivery: one local transaction, retried when it aborts. A taken key is a
  * duplicate, or for "debit:<order>" the compensation that came first. */
+/* One saga action on a SagaOrder: checks it, then runs it in one local transaction,
+ * retried when it aborts: for a delivery (orch NULL) it adds the next event, for an
+ * orchestrator's command it records its outcome into *orch. */
 static rpc_status
-deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kind,
-    Mercato__Event__V1__DeliverAck *resp)
+saga_run(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, saga_kind kind, txn_outcome *orch,
+    bool *ret_duplicate)
 {
-        RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
-        const Mercato__Event__V1__SagaOrder *so;
         svc *s = svc_of_call(call);
         const rpc_conf *conf = s != NULL ? svc_conf(s) : NULL;
-        bool duplicate = false;
+        svc_step_result coupon_sw = svc_step(conf, "user", "coupon");
+        svc_step_result debit_sw = svc_step(conf, "user", "debit");
         rpc_status st;
 
-        st = events_saga_order(call, req, &msg);
-        if (st != RPC_OK) {
-                return st;
-        }
-        so = (const Mercato__Event__V1__SagaOrder *) msg;
         st = check_saga_order(call, so, kind);
         if (st != RPC_OK) {
                 return st;
@@ -95,17 +92,42 @@ deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kin
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        st = kind == SAGA_DEBIT ? user_saga_debit(db, so, svc_step(conf, "user", "coupon"),
-                 svc_step(conf, "user", "debit"), &duplicate)
-                                : user_saga_refund(db, so, kind == SAGA_REFUND, &duplicate);
+        if (orch != NULL) {
+                st = kind == SAGA_DEBIT
+                    ? user_orch_debit(db, so, coupon_sw, debit_sw, orch, ret_duplicate)
+                    : user_orch_refund(db, so, orch, ret_duplicate);
+        } else {
+                st = kind == SAGA_DEBIT
+                    ? user_saga_debit(db, so, coupon_sw, debit_sw, ret_duplicate)
+                    : user_saga_refund(db, so, kind == SAGA_REFUND, ret_duplicate);
+        }
         if (st == RPC_UNAVAILABLE) {
                 return rpc_call_error(call, st, "user step does not answer (step switch)");
         }
         if (st != RPC_OK) {
                 return rpc_call_error(call, st, "database: %s", db_errmsg(db));
         }
+        return RPC_OK;
+}
+
+static rpc_status
+deliver_saga(rpc_call *call, const Mercato__Event__V1__Event *req, saga_kind kind,
+    Mercato__Event__V1__DeliverAck *resp)
+{
+        RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
+        bool duplicate = false;
+        rpc_status st;
+
+        st = events_saga_order(call, req, &msg);
+        if (st == RPC_OK) {
+                st = saga_run(
+                    call, (const Mercato__Event__V1__SagaOrder *) msg, kind, NULL, &duplicate);
+        }
+        if (st != RPC_OK) {
+                return st;
+        }
         if (!duplicate && kind != SAGA_COMPENSATE) {
-                svc_relay_wake(s, SVC_DATASET_SPLIT);
+                svc_relay_wake(svc_of_call(call), SVC_DATASET_SPLIT);
         }
         resp->duplicate = duplicate;
         return RPC_OK;
@@ -126,6 +148,31 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         }
         return rpc_call_error(call, RPC_INVALID_ARGUMENT, "unknown topic");
 }
+
+/* An orchestrator's command: debit (the coupon and the debit), or its compensation refund. */
+RPC_HANDLER(handle_run, Mercato__Txn__V1__SagaCommand, Mercato__Txn__V1__SagaCommandReply)
+{
+        static const char *const actions[] = { "debit", "refund" };
+        txn_outcome out;
+        bool duplicate = false;
+        size_t k = 0;
+        rpc_status st;
+
+        st = events_command_check(call, req, actions, 2, &k);
+        if (st == RPC_OK) {
+                st = saga_run(
+                    call, req->order, k == 0 ? SAGA_DEBIT : SAGA_COMPENSATE, &out, &duplicate);
+        }
+        if (st == RPC_OK) {
+                events_command_reply(call, &out, duplicate, resp);
+        }
+        return st;
+}
+
+const rpc_method user_command_methods[EVENTS_N_COMMAND_METHODS] = {
+        RPC_METHOD_ENTRY("Run", handle_run, mercato__txn__v1__saga_command__descriptor,
+            mercato__txn__v1__saga_command_reply__descriptor, RPC_METHOD_IDEMPOTENT),
+};
 
 const rpc_method user_event_methods[USER_N_EVENT_METHODS] = {
         RPC_METHOD_ENTRY("Deliver", handle_deliver, mercato__event__v1__event__descriptor,

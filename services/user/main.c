@@ -12,6 +12,8 @@ static const svc_service user_services[] = {
         { &mercato__user__v1__user_service__descriptor, user_methods, USER_N_METHODS },
         { &mercato__event__v1__event_sink__descriptor, user_event_methods, USER_N_EVENT_METHODS },
         { &mercato__txn__v1__participant__descriptor, user_tpc_methods, TXN_TPC_N_METHODS },
+        { &mercato__txn__v1__saga_participant__descriptor, user_command_methods,
+            EVENTS_N_COMMAND_METHODS },
 };
 
 int

@@ -70,12 +70,14 @@ debit_steps(db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_resul
         return RPC_OK;
 }
 
-/* What a saga step works on: the order, the step switches, whether to tell product. */
+/* What a saga step works on: the order, the step switches, whether to tell product, and
+ * for an orchestrator's command where its outcome goes (NULL: the next event instead). */
 typedef struct saga_arg {
         const Mercato__Event__V1__SagaOrder *so;
         svc_step_result coupon_sw;
         svc_step_result debit_sw;
         bool tell_product;
+        txn_outcome *orch;
 } saga_arg;
 
 /* stock.reserved, behind the barrier key "debit:<order>": the coupon and the debit, or the
@@ -105,8 +107,9 @@ debit_apply(db_conn *db, void *arg)
         if (st != RPC_OK) {
                 return st;
         }
-        if (reason != NULL) {
-                return events_saga_emit(db, SAGA_SOURCE, "balance.rejected", so, reason);
+        if (reason != NULL || a->orch != NULL) {
+                return events_saga_step_end(db, SAGA_SOURCE, SAGA_CONSUMER, "debit", so,
+                    "balance.rejected", reason, discount, a->orch);
         }
         ev.order_id = so->order_id;
         ev.user_id = so->user_id;
@@ -155,6 +158,24 @@ user_saga_refund(
         saga_arg arg = { .so = so, .tell_product = tell_product };
         return events_saga_consume(
             db, SAGA_CONSUMER, "refund", so->order_id, refund_apply, &arg, ret_duplicate);
+}
+
+rpc_status
+user_orch_debit(db_conn *db, const Mercato__Event__V1__SagaOrder *so, svc_step_result coupon_sw,
+    svc_step_result debit_sw, txn_outcome *out, bool *ret_duplicate)
+{
+        saga_arg arg = { .so = so, .coupon_sw = coupon_sw, .debit_sw = debit_sw, .orch = out };
+        return events_orch_consume(
+            db, SAGA_CONSUMER, "debit", so->order_id, debit_apply, &arg, false, out, ret_duplicate);
+}
+
+rpc_status
+user_orch_refund(
+    db_conn *db, const Mercato__Event__V1__SagaOrder *so, txn_outcome *out, bool *ret_duplicate)
+{
+        saga_arg arg = { .so = so, .orch = out };
+        return events_orch_consume(db, SAGA_CONSUMER, "refund", so->order_id, refund_apply, &arg,
+            true, out, ret_duplicate);
 }
 
 rpc_status

@@ -2,6 +2,7 @@
 #ifndef MERCATO_USER_PRIV_H
 #define MERCATO_USER_PRIV_H
 
+#include "events_common.h"
 #include "rpc.h"
 #include "tpc.h"
 
@@ -13,6 +14,9 @@ extern const rpc_method user_methods[USER_N_METHODS];
 
 /* EventSink: the saga step (events.c). */
 extern const rpc_method user_event_methods[USER_N_EVENT_METHODS];
+
+/* SagaParticipant: the orchestrated saga's commands (events.c). */
+extern const rpc_method user_command_methods[EVENTS_N_COMMAND_METHODS];
 
 /* Participant: the two-phase commit branch (tpc.c). */
 extern const rpc_method user_tpc_methods[TXN_TPC_N_METHODS];

@@ -14,6 +14,7 @@
 #include "event.pb-c.h"
 #include "svc.h"
 #include "tpc.h"
+#include "txn.h"
 
 /* stock.reserved, behind barrier key "debit:<order>" of consumer "user:saga": uses the
  * coupon (if any) and debits total - discount -> balance.debited, or balance.rejected
@@ -27,6 +28,16 @@ rpc_status user_saga_debit(db_conn *db, const Mercato__Event__V1__SagaOrder *so,
  * (no event), behind "refund:<order>", taking "debit:<order>" too: refunds the debit and
  * restores the coupon, if there are any. */
 rpc_status user_saga_refund(db_conn *db, const Mercato__Event__V1__SagaOrder *so, bool tell_product,
+    bool *ret_duplicate) RPC_WARN_UNUSED;
+
+/* The orchestrated saga's commands (SagaParticipant/Run): "debit" (the coupon and the
+ * debit; out->discount is what the coupon gave) and its compensation "refund", the
+ * transactions above, with the outcome recorded for a repeated command instead of an event
+ * (events_orch_consume). */
+rpc_status user_orch_debit(db_conn *db, const Mercato__Event__V1__SagaOrder *so,
+    svc_step_result coupon_sw, svc_step_result debit_sw, txn_outcome *out,
+    bool *ret_duplicate) RPC_WARN_UNUSED;
+rpc_status user_orch_refund(db_conn *db, const Mercato__Event__V1__SagaOrder *so, txn_outcome *out,
     bool *ret_duplicate) RPC_WARN_UNUSED;
 
 /* The 2pc branch (a txn_tpc_branch_fn): uses the coupon (no vote, coupon_invalid, when it
