@@ -314,6 +314,9 @@ mode_name(const json_t *order)
         if (strcmp(m, "MONOLITH") == 0) {
                 return "monolith";
         }
+        if (strcmp(m, "ORCHESTRATION") == 0) {
+                return "orchestration";
+        }
         return m[0] != '\0' ? m : "-";
 }
 
@@ -964,7 +967,7 @@ print_place_order(const json_t *reply)
 static const cli_opt order_place_opts[] = {
         { "coupon", "ID", "use this coupon (the user must hold it)" },
         { "mode", "MODE",
-            "saga, 2pc or monolith (default: the order service's mode);\n"
+            "saga, 2pc, monolith or orchestration (default: the order service's mode);\n"
             "                         monolith also selects the monolith dataset" },
         { NULL, NULL, NULL },
 };
@@ -979,6 +982,7 @@ cmd_order_place(cli *c, const cli_args *a)
                 { "saga", "MODE_SAGA" },
                 { "2pc", "MODE_TWO_PC" },
                 { "monolith", "MODE_MONOLITH" },
+                { "orchestration", "MODE_ORCHESTRATION" },
         };
         int64_t user, coupon = 0;
         const char *mode = "MODE_UNSPECIFIED";
@@ -996,7 +1000,8 @@ cmd_order_place(cli *c, const cli_args *a)
                 }
                 if (k == N_ELEMS(modes)) {
                         return cli_usage_error(
-                            "--mode must be saga, 2pc or monolith, not '%s'", a->opt[1]);
+                            "--mode must be saga, 2pc, monolith or orchestration, not '%s'",
+                            a->opt[1]);
                 }
                 mode = modes[k].value;
                 monolith = strcmp(modes[k].name, "monolith") == 0;

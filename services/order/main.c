@@ -5,6 +5,7 @@
 #include "dataplatform_store.h"
 #include "event.pb-c.h"
 #include "modes.h"
+#include "order_tx.h"
 #include "order_priv.h"
 #include "payment_store.h"
 #include "product_store.h"
@@ -45,7 +46,7 @@ int
 main(int argc, char **argv)
 {
         /* Its own database: orders and the outbox. */
-        const db_stmt_table tables[] = { txn_stmts, txn_tpc_stmts, order_stmts };
+        const db_stmt_table tables[] = { txn_stmts, txn_tpc_stmts, order_stmts, order_orch_stmts };
         const db_migration_set sets[] = { txn_migrations, order_migrations };
         /* The monolith database: every store, so that one local transaction runs the SQL
          * of every service. */

@@ -1,8 +1,9 @@
 /* modes.c: the table of transaction modes: one entry per mode, each defined in its own file. */
 #include "modes.h"
 
-/* monolith.c, saga.c, tpc.c */
+/* monolith.c, saga.c, tpc.c, orch.c */
 extern const order_mode_ops order_monolith_ops;
+extern const order_mode_ops order_orch_ops;
 extern const order_mode_ops order_saga_ops;
 extern const order_mode_ops order_tpc_ops;
 
@@ -10,6 +11,7 @@ static const order_mode_ops *const modes[ORDER_MODE_END] = {
         [ORDER_MODE_SAGA] = &order_saga_ops,
         [ORDER_MODE_TWO_PC] = &order_tpc_ops,
         [ORDER_MODE_MONOLITH] = &order_monolith_ops,
+        [ORDER_MODE_ORCHESTRATION] = &order_orch_ops,
 };
 
 const order_mode_ops *

@@ -94,6 +94,96 @@ rpc_status order_saga_end(db_conn *db, int64_t order_id, bool complete, int64_t 
     order_saga_outcome *ret_end) RPC_WARN_UNUSED;
 
 /*
+ * orchestration (orch.c has the NOTES): the saga log, orch_saga and orch_step
+ */
+
+/* The steps, in order; the step number is the index + 1. */
+#define ORDER_ORCH_STEPS 3
+
+typedef enum order_orch_step_state {
+        ORDER_ORCH_PENDING = 0,      /* not sent yet */
+        ORDER_ORCH_SENT = 1,         /* sent, no answer recorded: done or not, nobody knows */
+        ORDER_ORCH_DONE = 2,         /* the participant did it */
+        ORDER_ORCH_REFUSED = 3,      /* the participant said no: nothing was done */
+        ORDER_ORCH_COMPENSATING = 4, /* its compensation was sent, not yet answered */
+        ORDER_ORCH_COMPENSATED = 5,  /* undone (or never done, and now it never will be) */
+} order_orch_step_state;
+
+typedef enum order_orch_state {
+        ORDER_ORCH_FORWARD = 0,   /* the steps run, in order */
+        ORDER_ORCH_BACKWARD = 1,  /* the compensations run, in reverse */
+        ORDER_ORCH_COMPLETED = 2, /* the order COMPLETED */
+        ORDER_ORCH_CANCELLED = 3, /* the order CANCELLED, everything undone */
+} order_orch_state;
+
+/* The command of a step (1-based): "reserve", "debit", "capture"; "" for none. */
+const char *order_orch_step_name(int step);
+
+/* "pending", "sent", ...; "forward", "backward", ... */
+const char *order_orch_step_state_name(order_orch_step_state st);
+const char *order_orch_state_name(order_orch_state st);
+
+typedef struct order_orch_step {
+        order_orch_step_state state;
+        int attempts;      /* commands sent */
+        int compensations; /* compensations sent */
+        char last_error[320];
+} order_orch_step;
+
+/* A saga as its log holds it. */
+typedef struct order_orch_saga {
+        int64_t order_id;
+        order_orch_state state;
+        char reason[65];
+        int64_t discount;
+        order_failure failure;  /* set when reason is participant_error */
+        int64_t deadline_in_ms; /* until the deadline by the database's clock; <= 0: passed */
+        order_orch_step steps[ORDER_ORCH_STEPS];
+} order_orch_saga;
+
+/* The statements of the saga log, on the order service's own connections. */
+extern const db_stmt_table order_orch_stmts;
+
+/* One transaction, run again while it aborts: the order (on, PENDING) with its saga
+ * forward, every step pending, and the deadline timeout_ms from now. ALREADY_EXISTS: the
+ * idempotency key is taken (rolled back). */
+rpc_status order_orch_create(db_conn *db, const order_new *on, int64_t timeout_ms,
+    int64_t *ret_order_id, int64_t *ret_created_at_ms) RPC_WARN_UNUSED;
+
+/* Reads a saga's log. NOT_FOUND if the order has none. */
+rpc_status order_orch_load(db_conn *db, int64_t order_id, order_orch_saga *ret) RPC_WARN_UNUSED;
+
+/* Commits a step's new state (1-based step), counting one more command or compensation
+ * sent when `sent`, with last_error (NULL keeps it). */
+rpc_status order_orch_step_set(db_conn *db, int64_t order_id, int step, order_orch_step_state state,
+    bool sent, const char *last_error) RPC_WARN_UNUSED;
+
+/* The user step done, in one transaction: the step and the discount it gave. */
+rpc_status order_orch_step_done(
+    db_conn *db, int64_t order_id, int step, int64_t discount) RPC_WARN_UNUSED;
+
+/* Forward -> backward, in one transaction with the step that caused it (0: none, as for a
+ * deadline): its new state (REFUSED for a "no", else left alone) and last_error. The
+ * reason, and f for participant_error (else NULL). */
+rpc_status order_orch_backward(db_conn *db, int64_t order_id, int step, const char *reason,
+    const order_failure *f, const char *last_error) RPC_WARN_UNUSED;
+
+/* The end, in one transaction: with complete, forward -> completed and the order
+ * COMPLETED with the discount and order.completed; else backward -> cancelled and the
+ * order CANCELLED with the saga's reason and failure. On OK *ret_rec is the order as it
+ * ended (order_rec_fini it). FAILED_PRECONDITION when the saga is not in the state to end
+ * so (another driver ended it). */
+rpc_status order_orch_finish(
+    db_conn *db, int64_t order_id, bool complete, order_rec *ret_rec) RPC_WARN_UNUSED;
+
+/* Puts off recovery's next look at a saga by delay_ms. */
+rpc_status order_orch_defer(db_conn *db, int64_t order_id, int64_t delay_ms) RPC_WARN_UNUSED;
+
+/* The unfinished sagas due for recovery, oldest first, at most limit of them, into ids
+ * (room for limit). */
+rpc_status order_orch_due(db_conn *db, int limit, int64_t *ids, size_t *ret_n) RPC_WARN_UNUSED;
+
+/*
  * 2pc (tpc.c has the NOTES)
  */
 

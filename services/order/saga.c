@@ -188,9 +188,8 @@ peer_error(rpc_call *call, const char *peer, rpc_status st, const rpc_error *e)
         return rpc_call_error(call, st, "%s", e->message);
 }
 
-/* Prices the lines through the product service and sums the total. */
-static rpc_status
-price_lines(rpc_call *call, const order_request *r, order_line *lines, int64_t *ret_total)
+rpc_status
+order_saga_price(rpc_call *call, const order_request *r, order_line *lines, int64_t *ret_total)
 {
         Mercato__Product__V1__PriceItemsRequest req
             = MERCATO__PRODUCT__V1__PRICE_ITEMS_REQUEST__INIT;
@@ -250,10 +249,8 @@ price_lines(rpc_call *call, const order_request *r, order_line *lines, int64_t *
         return RPC_OK;
 }
 
-/* Checks that the user exists, through the user service: an unknown user is bad input,
- * refused before anything is written. */
-static rpc_status
-check_user(rpc_call *call, int64_t user_id)
+rpc_status
+order_saga_check_user(rpc_call *call, int64_t user_id)
 {
         Mercato__User__V1__GetBalanceRequest req = MERCATO__USER__V1__GET_BALANCE_REQUEST__INIT;
         RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
@@ -397,11 +394,11 @@ saga_place(rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrde
                         return rpc_call_error(call, st, "database: %s", db_errmsg(db));
                 }
         }
-        st = price_lines(call, r, lines, &total);
+        st = order_saga_price(call, r, lines, &total);
         if (st != RPC_OK) {
                 return st;
         }
-        st = check_user(call, r->user_id);
+        st = order_saga_check_user(call, r->user_id);
         if (st != RPC_OK) {
                 return st;
         }

@@ -51,6 +51,15 @@ rpc_status order_saga_complete(svc *s, db_conn *db, int64_t order_id, int64_t di
 rpc_status order_saga_cancel(svc *s, db_conn *db, int64_t order_id, const char *reason,
     bool compensate, order_saga_outcome *ret_end) RPC_WARN_UNUSED;
 
+/* Before a saga order (choreographed or orchestrated) is created: prices the lines through
+ * the product service and sums the total, with the call's error set on failure. */
+rpc_status order_saga_price(
+    rpc_call *call, const order_request *r, order_line *lines, int64_t *ret_total) RPC_WARN_UNUSED;
+
+/* Checks that the user exists, through the user service: an unknown user is bad input
+ * (NOT_FOUND), refused before anything is written. */
+rpc_status order_saga_check_user(rpc_call *call, int64_t user_id) RPC_WARN_UNUSED;
+
 /* The configured saga deadline, in ms. */
 int64_t order_saga_timeout_ms(void);
 

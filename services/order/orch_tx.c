@@ -1,0 +1,406 @@
+/* orch_tx.c: the orchestrated saga's log: its transactions on the order's own database. */
+#include <stdio.h>
+#include <string.h>
+
+#include "order_tx.h"
+
+/* Transactions that abort run again, up to this many times in all. */
+#define ORCH_TX_ATTEMPTS 3
+
+static const char *const step_names[ORDER_ORCH_STEPS] = { "reserve", "debit", "capture" };
+
+static const char *const step_state_names[] = {
+        [ORDER_ORCH_PENDING] = "pending",
+        [ORDER_ORCH_SENT] = "sent",
+        [ORDER_ORCH_DONE] = "done",
+        [ORDER_ORCH_REFUSED] = "refused",
+        [ORDER_ORCH_COMPENSATING] = "compensating",
+        [ORDER_ORCH_COMPENSATED] = "compensated",
+};
+
+static const char *const state_names[] = {
+        [ORDER_ORCH_FORWARD] = "forward",
+        [ORDER_ORCH_BACKWARD] = "backward",
+        [ORDER_ORCH_COMPLETED] = "completed",
+        [ORDER_ORCH_CANCELLED] = "cancelled",
+};
+
+static const db_stmt orch_stmt_list[] = {
+        /* $1 order, $2 timeout in ms */
+        { "orch_create",
+            "INSERT INTO orch_saga (order_id, deadline_at)"
+            " VALUES ($1, now() + $2 * interval '1 millisecond')",
+            2 },
+        /* $1 order */
+        { "orch_create_steps",
+            "INSERT INTO orch_step (order_id, step, name)"
+            " VALUES ($1, 1, 'reserve'), ($1, 2, 'debit'), ($1, 3, 'capture')",
+            1 },
+        { "orch_get",
+            "SELECT state, reason, discount, failed_branch, failed_status, failed_message,"
+            " floor(extract(epoch FROM deadline_at - now()) * 1000)::bigint"
+            " FROM orch_saga WHERE order_id = $1",
+            1 },
+        { "orch_steps",
+            "SELECT step, state, attempts, compensations, last_error FROM orch_step"
+            " WHERE order_id = $1 ORDER BY step",
+            1 },
+        /* $1 order, $2 step, $3 state, $4 sent (0/1), $5 compensation (0/1), $6 last_error
+         * (NULL keeps it) */
+        { "orch_step_set",
+            "UPDATE orch_step SET state = $3, attempts = attempts + $4,"
+            " compensations = compensations + $5, last_error = coalesce($6, last_error),"
+            " updated_at = now() WHERE order_id = $1 AND step = $2",
+            6 },
+        { "orch_discount",
+            "UPDATE orch_saga SET discount = $2, updated_at = now() WHERE order_id = $1", 2 },
+        /* $1 order, $2 reason, $3..$5 failure */
+        { "orch_backward",
+            "UPDATE orch_saga SET state = 'backward', reason = $2, failed_branch = $3,"
+            " failed_status = $4, failed_message = $5, next_attempt_at = now(),"
+            " updated_at = now() WHERE order_id = $1 AND state = 'forward'",
+            5 },
+        /* $1 order, $2 the state it ends in, $3 the state it must be in */
+        { "orch_end",
+            "UPDATE orch_saga SET state = $2, updated_at = now()"
+            " WHERE order_id = $1 AND state = $3",
+            3 },
+        { "orch_defer",
+            "UPDATE orch_saga SET next_attempt_at = now() + $2 * interval '1 millisecond'"
+            " WHERE order_id = $1",
+            2 },
+        { "orch_due",
+            "SELECT order_id FROM orch_saga WHERE state IN ('forward', 'backward')"
+            " AND next_attempt_at <= now() ORDER BY next_attempt_at, order_id LIMIT $1",
+            1 },
+};
+
+const db_stmt_table order_orch_stmts = {
+        .stmts = orch_stmt_list,
+        .n = sizeof(orch_stmt_list) / sizeof(orch_stmt_list[0]),
+};
+
+const char *
+order_orch_step_state_name(order_orch_step_state st)
+{
+        return st >= ORDER_ORCH_PENDING && st <= ORDER_ORCH_COMPENSATED ? step_state_names[st] : "";
+}
+
+const char *
+order_orch_state_name(order_orch_state st)
+{
+        return st >= ORDER_ORCH_FORWARD && st <= ORDER_ORCH_CANCELLED ? state_names[st] : "";
+}
+
+/* A name back to its number, -1 if it is none of them. */
+static int
+name_index(const char *const *names, int n, const char *name)
+{
+        for (int i = 0; i < n; i++) {
+                if (strcmp(names[i], name) == 0) {
+                        return i;
+                }
+        }
+        return -1;
+}
+
+/* Rolls back and returns st. */
+static rpc_status
+undo(db_conn *db, rpc_status st)
+{
+        db_rollback(db);
+        return st;
+}
+
+static rpc_status
+create_once(db_conn *db, const order_new *on, int64_t timeout_ms, int64_t *ret_order_id,
+    int64_t *ret_created_at_ms)
+{
+        int64_t order_id = 0;
+        db_params p;
+        rpc_status st;
+
+        st = db_begin(db);
+        if (st != RPC_OK) {
+                return st;
+        }
+        st = order_store_create(db, on, &order_id, ret_created_at_ms);
+        if (st != RPC_OK) {
+                return undo(db, st);
+        }
+        db_params_init(&p);
+        db_params_i64(&p, order_id);
+        db_params_i64(&p, timeout_ms);
+        st = db_exec(db, "orch_create", &p, NULL);
+        if (st == RPC_OK) {
+                db_params_init(&p);
+                db_params_i64(&p, order_id);
+                st = db_exec(db, "orch_create_steps", &p, NULL);
+        }
+        if (st == RPC_OK) {
+                st = db_commit(db);
+        }
+        if (st != RPC_OK) {
+                return undo(db, st);
+        }
+        *ret_order_id = order_id;
+        return RPC_OK;
+}
+
+rpc_status
+order_orch_create(db_conn *db, const order_new *on, int64_t timeout_ms, int64_t *ret_order_id,
+    int64_t *ret_created_at_ms)
+{
+        rpc_status st;
+
+        for (int attempt = 1;; attempt++) {
+                st = create_once(db, on, timeout_ms, ret_order_id, ret_created_at_ms);
+                if (st == RPC_OK || !db_retryable(st) || attempt == ORCH_TX_ATTEMPTS) {
+                        return st;
+                }
+        }
+}
+
+rpc_status
+order_orch_load(db_conn *db, int64_t order_id, order_orch_saga *ret)
+{
+        DB_RES_CLEANUP PGresult *res = NULL;
+        DB_RES_CLEANUP PGresult *steps = NULL;
+        db_params p;
+        rpc_status st;
+
+        *ret = (order_orch_saga) { .order_id = order_id };
+        db_params_init(&p);
+        db_params_i64(&p, order_id);
+        st = db_exec(db, "orch_get", &p, &res);
+        if (st != RPC_OK) {
+                return st;
+        }
+        if (PQntuples(res) != 1) {
+                return RPC_NOT_FOUND;
+        }
+        ret->state = (order_orch_state) name_index(state_names, 4, db_get_str(res, 0, 0));
+        snprintf(ret->reason, sizeof(ret->reason), "%s", db_get_str(res, 0, 1));
+        ret->discount = db_get_i64(res, 0, 2);
+        snprintf(ret->failure.branch, sizeof(ret->failure.branch), "%s", db_get_str(res, 0, 3));
+        snprintf(ret->failure.status, sizeof(ret->failure.status), "%s", db_get_str(res, 0, 4));
+        snprintf(ret->failure.message, sizeof(ret->failure.message), "%s", db_get_str(res, 0, 5));
+        ret->deadline_in_ms = db_get_i64(res, 0, 6);
+        st = db_exec(db, "orch_steps", &p, &steps);
+        if (st != RPC_OK) {
+                return st;
+        }
+        if (PQntuples(steps) != ORDER_ORCH_STEPS) {
+                return RPC_INTERNAL;
+        }
+        for (int i = 0; i < ORDER_ORCH_STEPS; i++) {
+                order_orch_step *s = &ret->steps[i];
+                int k = name_index(step_state_names, 6, db_get_str(steps, i, 1));
+
+                if ((int) db_get_i64(steps, i, 0) != i + 1 || k < 0) {
+                        return RPC_INTERNAL;
+                }
+                s->state = (order_orch_step_state) k;
+                s->attempts = (int) db_get_i64(steps, i, 2);
+                s->compensations = (int) db_get_i64(steps, i, 3);
+                snprintf(s->last_error, sizeof(s->last_error), "%s", db_get_str(steps, i, 4));
+        }
+        return ret->state >= ORDER_ORCH_FORWARD ? RPC_OK : RPC_INTERNAL;
+}
+
+/* The step update, in the caller's transaction or on its own. */
+static rpc_status
+step_set(db_conn *db, int64_t order_id, int step, order_orch_step_state state, bool sent,
+    const char *last_error)
+{
+        bool compensation = state == ORDER_ORCH_COMPENSATING;
+        db_params p;
+
+        db_params_init(&p);
+        db_params_i64(&p, order_id);
+        db_params_i64(&p, step);
+        db_params_str(&p, order_orch_step_state_name(state));
+        db_params_i64(&p, sent && !compensation ? 1 : 0);
+        db_params_i64(&p, sent && compensation ? 1 : 0);
+        if (last_error != NULL) {
+                db_params_str(&p, last_error);
+        } else {
+                db_params_null(&p);
+        }
+        return db_exec(db, "orch_step_set", &p, NULL);
+}
+
+rpc_status
+order_orch_step_set(db_conn *db, int64_t order_id, int step, order_orch_step_state state, bool sent,
+    const char *last_error)
+{
+        if (step < 1 || step > ORDER_ORCH_STEPS) {
+                return RPC_INVALID_ARGUMENT;
+        }
+        return step_set(db, order_id, step, state, sent, last_error);
+}
+
+rpc_status
+order_orch_step_done(db_conn *db, int64_t order_id, int step, int64_t discount)
+{
+        db_params p;
+        rpc_status st;
+
+        st = db_begin(db);
+        if (st == RPC_OK) {
+                st = step_set(db, order_id, step, ORDER_ORCH_DONE, false, "");
+        }
+        if (st == RPC_OK) {
+                db_params_init(&p);
+                db_params_i64(&p, order_id);
+                db_params_i64(&p, discount);
+                st = db_exec(db, "orch_discount", &p, NULL);
+        }
+        if (st == RPC_OK) {
+                st = db_commit(db);
+        }
+        return st == RPC_OK ? RPC_OK : undo(db, st);
+}
+
+rpc_status
+order_orch_backward(db_conn *db, int64_t order_id, int step, const char *reason,
+    const order_failure *f, const char *last_error)
+{
+        db_params p;
+        rpc_status st;
+
+        st = db_begin(db);
+        if (st == RPC_OK && step > 0) {
+                bool refused = f == NULL && strcmp(reason, "timeout") != 0;
+                order_orch_saga cur;
+
+                /* A "no" leaves nothing to undo; any other cause leaves the step as it was
+                 * (sent: done or not), for its compensation to settle. */
+                st = order_orch_load(db, order_id, &cur);
+                if (st == RPC_OK) {
+                        st = step_set(db, order_id, step,
+                            refused ? ORDER_ORCH_REFUSED : cur.steps[step - 1].state, false,
+                            last_error);
+                }
+        }
+        if (st == RPC_OK) {
+                db_params_init(&p);
+                db_params_i64(&p, order_id);
+                db_params_str(&p, reason);
+                db_params_str(&p, f != NULL ? f->branch : "");
+                db_params_str(&p, f != NULL ? f->status : "");
+                db_params_str(&p, f != NULL ? f->message : "");
+                st = db_exec(db, "orch_backward", &p, NULL);
+        }
+        if (st == RPC_OK) {
+                st = db_commit(db);
+        }
+        return st == RPC_OK ? RPC_OK : undo(db, st);
+}
+
+static rpc_status
+finish_once(db_conn *db, int64_t order_id, bool complete, order_rec *ret_rec)
+{
+        order_orch_saga saga;
+        int64_t rows = 0;
+        order_rec rec;
+        db_params p;
+        rpc_status st;
+
+        st = db_begin(db);
+        if (st != RPC_OK) {
+                return st;
+        }
+        st = order_orch_load(db, order_id, &saga);
+        if (st != RPC_OK) {
+                return undo(db, st);
+        }
+        db_params_init(&p);
+        db_params_i64(&p, order_id);
+        db_params_str(&p, complete ? "completed" : "cancelled");
+        db_params_str(&p, complete ? "forward" : "backward");
+        st = db_exec_count(db, "orch_end", &p, &rows);
+        if (st != RPC_OK) {
+                return undo(db, st);
+        }
+        if (rows != 1) {
+                return undo(db, RPC_FAILED_PRECONDITION);
+        }
+        if (complete) {
+                st = order_store_complete(db, order_id, saga.discount, NULL);
+        } else {
+                bool failed = strcmp(saga.reason, ORDER_REASON_PARTICIPANT_ERROR) == 0;
+                st = order_store_cancel_failed(db, order_id,
+                    saga.reason[0] != '\0' ? saga.reason : "timeout",
+                    failed ? &saga.failure : NULL);
+        }
+        if (st == RPC_OK) {
+                st = order_store_get(db, order_id, &rec);
+        }
+        if (st != RPC_OK) {
+                return undo(db, st);
+        }
+        if (complete) {
+                st = order_outbox_completed(db, rec.order_id, rec.user_id, rec.amount, rec.items,
+                    rec.n_items, rec.updated_at_ms);
+        }
+        if (st == RPC_OK) {
+                st = db_commit(db);
+        }
+        if (st != RPC_OK) {
+                order_rec_fini(&rec);
+                return undo(db, st);
+        }
+        *ret_rec = rec;
+        return RPC_OK;
+}
+
+rpc_status
+order_orch_finish(db_conn *db, int64_t order_id, bool complete, order_rec *ret_rec)
+{
+        rpc_status st;
+
+        for (int attempt = 1;; attempt++) {
+                st = finish_once(db, order_id, complete, ret_rec);
+                if (st == RPC_OK || !db_retryable(st) || attempt == ORCH_TX_ATTEMPTS) {
+                        return st;
+                }
+        }
+}
+
+rpc_status
+order_orch_defer(db_conn *db, int64_t order_id, int64_t delay_ms)
+{
+        db_params p;
+
+        db_params_init(&p);
+        db_params_i64(&p, order_id);
+        db_params_i64(&p, delay_ms);
+        return db_exec(db, "orch_defer", &p, NULL);
+}
+
+rpc_status
+order_orch_due(db_conn *db, int limit, int64_t *ids, size_t *ret_n)
+{
+        DB_RES_CLEANUP PGresult *res = NULL;
+        db_params p;
+        rpc_status st;
+
+        *ret_n = 0;
+        db_params_init(&p);
+        db_params_i64(&p, limit);
+        st = db_exec(db, "orch_due", &p, &res);
+        if (st != RPC_OK) {
+                return st;
+        }
+        for (int i = 0; i < PQntuples(res) && i < limit; i++) {
+                ids[(*ret_n)++] = db_get_i64(res, i, 0);
+        }
+        return RPC_OK;
+}
+
+const char *
+order_orch_step_name(int step)
+{
+        return step >= 1 && step <= ORDER_ORCH_STEPS ? step_names[step - 1] : "";
+}
