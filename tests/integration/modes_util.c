@@ -13,7 +13,7 @@
 #include "seed_db.h"
 #include "user.pb-c.h"
 
-const Mercato__Order__V1__Mode mu_modes[MU_N_MODES] = { MU_SAGA, MU_TPC, MU_MONO };
+const Mercato__Order__V1__Mode mu_modes[MU_N_MODES] = { MU_SAGA, MU_TPC, MU_MONO, MU_ORCH };
 
 static const char *const mono_md[] = { "dataset", "monolith", NULL };
 
@@ -42,6 +42,8 @@ mu_mode_name(Mercato__Order__V1__Mode mode)
                 return "2pc";
         case MU_MONO:
                 return "monolith";
+        case MU_ORCH:
+                return "orchestration";
         default:
                 return "unspecified";
         }

@@ -21,24 +21,25 @@
 #define MU_SAGA MERCATO__ORDER__V1__MODE__MODE_SAGA
 #define MU_TPC MERCATO__ORDER__V1__MODE__MODE_TWO_PC
 #define MU_MONO MERCATO__ORDER__V1__MODE__MODE_MONOLITH
+#define MU_ORCH MERCATO__ORDER__V1__MODE__MODE_ORCHESTRATION
 
 #define MU_PENDING MERCATO__ORDER__V1__ORDER_STATUS__ORDER_STATUS_PENDING
 #define MU_COMPLETED MERCATO__ORDER__V1__ORDER_STATUS__ORDER_STATUS_COMPLETED
 #define MU_CANCELLED MERCATO__ORDER__V1__ORDER_STATUS__ORDER_STATUS_CANCELLED
 
-/* The three modes, in the order the tests run them. */
-#define MU_N_MODES 3
+/* The modes, in the order the tests run them. */
+#define MU_N_MODES 4
 extern const Mercato__Order__V1__Mode mu_modes[MU_N_MODES];
 
 /* Whether a mode is to be tested: all are, unless $MERCATO_TEST_MODES (for debugging) lists
  * some, comma-separated ("monolith,2pc"). */
 bool mu_mode_selected(Mercato__Order__V1__Mode mode);
 
-/* "saga", "2pc", "monolith". */
+/* "saga", "2pc", "monolith", "orchestration". */
 const char *mu_mode_name(Mercato__Order__V1__Mode mode);
 
-/* Where a mode's data lives: the services' own databases (saga and 2pc share them) or the
- * monolith database. */
+/* Where a mode's data lives: the services' own databases (saga, 2pc and orchestration
+ * share them) or the monolith database. */
 typedef enum mu_dataset {
         MU_SPLIT = 0,
         MU_MONOLITH = 1,

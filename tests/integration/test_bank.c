@@ -437,7 +437,14 @@ test_bank_monolith(void **state)
         run_bank(MU_MONO);
 }
 
-/* argv[1]: the mode to run (saga, 2pc, monolith), or nothing for all three. */
+static void
+test_bank_orchestration(void **state)
+{
+        (void) state;
+        run_bank(MU_ORCH);
+}
+
+/* argv[1]: the mode to run (saga, 2pc, monolith, orchestration), or nothing for all. */
 int
 main(int argc, char **argv)
 {
@@ -445,6 +452,7 @@ main(int argc, char **argv)
                 cmocka_unit_test_teardown(test_bank_saga, bank_teardown),
                 cmocka_unit_test_teardown(test_bank_2pc, bank_teardown),
                 cmocka_unit_test_teardown(test_bank_monolith, bank_teardown),
+                cmocka_unit_test_teardown(test_bank_orchestration, bank_teardown),
         };
         int rc;
 

@@ -318,7 +318,7 @@ run_case(const sw_case *c)
                 run_order(mc, c, mode, user_plain, items_plain,
                     sizeof(items_plain) / sizeof(items_plain[0]), 0, c->reason_plain);
         }
-        if (mu_mode_selected(MU_SAGA) || mu_mode_selected(MU_TPC)) {
+        if (mu_mode_selected(MU_SAGA) || mu_mode_selected(MU_TPC) || mu_mode_selected(MU_ORCH)) {
                 check_dataset(mc->hc, MU_SPLIT);
         }
         if (mu_mode_selected(MU_MONO)) {

@@ -1,0 +1,494 @@
+/* test_orch.c: the orchestrated saga on a real cluster: its log, repeated and early commands,
+ * bad commands, a participant paused, and the orchestrator killed at every point.
+ *
+ * One cluster for the group, with a short saga deadline and a fast recovery scan. After
+ * each test the split dataset must be quiet and whole: no order pending, no saga
+ * unfinished, nothing held, every completed order paid once and recorded once, the ledgers
+ * summing up, and `mercato check` passing.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "event.pb-c.h"
+#include "modes_util.h"
+#include "orders_util.h"
+#include "txn.pb-c.h"
+
+#define RUN "/mercato.txn.v1.SagaParticipant/Run"
+
+#define PRODUCTS 10
+#define STOCK 100
+#define USERS 20
+#define BALANCE 1000000
+#define SEED 5
+
+/* Users 19 and 20 have payments that decline. */
+#define DECLINING_USER 19
+
+#define SAGA_TIMEOUT_MS 4000
+#define QUIET_MS 60000
+#define TERMINAL_MS 60000
+
+#define TOPOLOGY                                                                                   \
+        "[order]\n"                                                                                \
+        "saga_timeout_ms = 4000\n"                                                                 \
+        "saga_scan_ms = 200\n"
+
+static const svc_seed seed = {
+        .products = PRODUCTS,
+        .stock = STOCK,
+        .users = USERS,
+        .balance = BALANCE,
+        .coupons = 4,
+        .coupon_quantity = 100,
+        .declining_users = 2,
+        .seed = SEED,
+};
+
+static mu_cluster *g_mc;
+
+static const char *
+db(const char *service)
+{
+        return mu_db(g_mc->hc, MU_SPLIT, service);
+}
+
+static int
+group_setup(void **state)
+{
+        (void) state;
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        g_mc = mu_cluster_start(TOPOLOGY, &seed);
+        return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+        (void) state;
+        mu_cluster_free(g_mc);
+        harness_cleanup();
+        return 0;
+}
+
+/* Appends settings to a service's section of the topology and restarts it. */
+static void
+reconfigure(const char *service, const char *settings)
+{
+        FILE *f = fopen(g_mc->hc->conf_path, "a");
+
+        assert_non_null(f);
+        fprintf(f, "\n[%s]\n%s\n", service, settings);
+        fclose(f);
+        harness_cluster_restart(g_mc->hc, service);
+}
+
+/* The dataset is quiet and whole (see the top), and `mercato check` agrees. */
+static void
+assert_whole(void)
+{
+        harness_cluster *hc = g_mc->hc;
+        char *completed, *captured, *dp;
+        char out[8192];
+        mu_totals t;
+        int rc;
+
+        assert_true(mu_wait_quiet(hc, MU_SPLIT, QUIET_MS));
+        mu_totals_read(hc, MU_SPLIT, &t);
+        mu_totals_print(stdout, "split", &t);
+        mu_dead_letters_print(stdout, hc, MU_SPLIT);
+        completed = mu_completed_list(hc, MU_SPLIT, MERCATO__ORDER__V1__MODE__MODE_UNSPECIFIED);
+        captured = mu_captured_list(hc, MU_SPLIT);
+        dp = mu_dp_list(hc, MU_SPLIT);
+        assert_string_equal(completed, captured);
+        assert_string_equal(completed, dp);
+        free(completed);
+        free(captured);
+        free(dp);
+        assert_int_equal(t.pending, 0);
+        assert_int_equal(t.outbox_pending, 0);
+        assert_int_equal(t.dead_letters, 0);
+        assert_int_equal(t.held, 0);
+        assert_int_equal(t.stock_negative, 0);
+        assert_int_equal(t.balance_negative, 0);
+        assert_int_equal(t.stock + t.sold, PRODUCTS * STOCK);
+        assert_int_equal(t.sold, t.completed_quantity);
+        assert_int_equal(t.balance + t.completed_amount, t.charges);
+        assert_int_equal(t.debits - t.refunds, t.completed_amount);
+        assert_int_equal(
+            mu_i64f(db("order"),
+                "SELECT count(*) FROM orch_saga WHERE state IN ('forward', 'backward')"),
+            0);
+        rc = harness_cli(hc, out, sizeof(out), "check");
+        if (rc != 0) {
+                fail_msg("mercato check exited %d:\n%s", rc, out);
+        }
+}
+
+/* Places one orchestrated order of product 1 x 2 and product 2 x 1. */
+static void
+place(int64_t user_id, int64_t timeout_ms, mu_result *r)
+{
+        static const mu_item items[] = { { 1, 2 }, { 2, 1 } };
+
+        mu_place(g_mc->order, MU_ORCH, user_id, items, 2, 0, timeout_ms, r);
+}
+
+/* Waits for an order to end and checks how. */
+static void
+expect_end(int64_t order_id, int status, const char *reason)
+{
+        mu_result r;
+
+        if (!mu_wait_terminal(g_mc->order, MU_ORCH, order_id, TERMINAL_MS, &r)) {
+                fail_msg("order %lld still pending after %d ms", (long long) order_id, TERMINAL_MS);
+        }
+        if (r.status != status || strcmp(r.reason, reason) != 0) {
+                fail_msg("order %lld: expected %d '%s', got %d '%s'", (long long) order_id, status,
+                    reason, r.status, r.reason);
+        }
+        assert_int_equal(r.mode, (int) MU_ORCH);
+}
+
+/*
+ * The happy path and its log
+ */
+
+static void
+test_orch_happy_path_log(void **state)
+{
+        mu_result r;
+
+        (void) state;
+        place(1, 10000, &r);
+        assert_int_equal(r.st, RPC_OK);
+        assert_int_equal(r.status, MU_COMPLETED);
+        assert_int_equal(r.mode, (int) MU_ORCH);
+        assert_string_equal(
+            mu_strf(db("order"), "SELECT state FROM orch_saga WHERE order_id = %lld",
+                (long long) r.order_id),
+            "completed");
+        assert_int_equal(mu_i64f(db("order"),
+                             "SELECT count(*) FROM orch_step WHERE order_id = %lld"
+                             " AND state = 'done' AND attempts = 1 AND compensations = 0",
+                             (long long) r.order_id),
+            3);
+        assert_whole();
+}
+
+/*
+ * The participants' side of a command
+ */
+
+/* Sends one command to a participant; *ret is its reply on OK. */
+static rpc_status
+run(const char *service, const char *action, int64_t order_id, int64_t user_id, bool mono,
+    bool with_order, Mercato__Txn__V1__SagaCommandReply *ret)
+{
+        Mercato__Txn__V1__SagaCommand cmd = MERCATO__TXN__V1__SAGA_COMMAND__INIT;
+        Mercato__Event__V1__SagaOrder so = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
+        Mercato__Event__V1__SagaOrder__Line line = MERCATO__EVENT__V1__SAGA_ORDER__LINE__INIT;
+        Mercato__Event__V1__SagaOrder__Line *lines[] = { &line };
+        rpc_client *c = mu_client(g_mc->hc, service);
+        ProtobufCMessage *resp = NULL;
+        char msg[256];
+        rpc_status st;
+
+        line.product_id = 3;
+        line.quantity = 2;
+        line.unit_price = 100;
+        so.order_id = order_id;
+        so.user_id = user_id;
+        so.total = 200;
+        so.amount = 200;
+        so.items = lines;
+        so.n_items = 1;
+        cmd.action = (char *) action;
+        cmd.order = with_order ? &so : NULL;
+        st = ou_call(c, RUN, &cmd.base, &mercato__txn__v1__saga_command_reply__descriptor, &resp,
+            mono, msg, sizeof(msg));
+        if (st == RPC_OK) {
+                const Mercato__Txn__V1__SagaCommandReply *r
+                    = (const Mercato__Txn__V1__SagaCommandReply *) resp;
+                *ret = (Mercato__Txn__V1__SagaCommandReply) { .done = r->done,
+                        .duplicate = r->duplicate,
+                        .discount = r->discount,
+                        .reason = strdup(r->reason) };
+                protobuf_c_message_free_unpacked(resp, NULL);
+        }
+        rpc_client_free(c);
+        return st;
+}
+
+/* A command that must answer OK with done, duplicate and reason as given. */
+static void
+expect_run(const char *service, const char *action, int64_t order_id, bool done, bool duplicate,
+    const char *reason)
+{
+        Mercato__Txn__V1__SagaCommandReply r;
+
+        assert_int_equal(run(service, action, order_id, 5, false, true, &r), RPC_OK);
+        if (r.done != done || r.duplicate != duplicate || strcmp(r.reason, reason) != 0) {
+                fail_msg("%s %s %lld: done %d duplicate %d reason '%s', expected %d %d '%s'",
+                    service, action, (long long) order_id, r.done, r.duplicate, r.reason, done,
+                    duplicate, reason);
+        }
+        free(r.reason);
+}
+
+static int64_t
+stock3(void)
+{
+        return mu_i64f(db("product"), "SELECT stock FROM products WHERE id = 3");
+}
+
+static int64_t
+balance5(void)
+{
+        return mu_i64f(db("user"), "SELECT balance FROM users WHERE id = 5");
+}
+
+/* Every command twice: the second is answered as the first, and changes nothing. */
+static void
+test_orch_commands_twice(void **state)
+{
+        int64_t stock = stock3(), balance = balance5();
+
+        (void) state;
+        for (int i = 0; i < 2; i++) {
+                expect_run("product", "reserve", 900001, true, i == 1, "");
+                expect_run("user", "debit", 900001, true, i == 1, "");
+                expect_run("payment", "capture", 900001, true, i == 1, "");
+                assert_int_equal(stock3(), stock - 2);
+                assert_int_equal(balance5(), balance - 200);
+                assert_int_equal(mu_i64f(db("payment"),
+                                     "SELECT count(*) FROM payments WHERE order_id = 900001"
+                                     " AND status = 'captured'"),
+                    1);
+        }
+        for (int i = 0; i < 2; i++) {
+                expect_run("payment", "refund", 900001, true, i == 1, "");
+                expect_run("user", "refund", 900001, true, i == 1, "");
+                expect_run("product", "release", 900001, true, i == 1, "");
+                assert_int_equal(stock3(), stock);
+                assert_int_equal(balance5(), balance);
+        }
+        /* The step again after its compensation: answered as it was the first time. */
+        expect_run("product", "reserve", 900001, true, true, "");
+        assert_int_equal(stock3(), stock);
+        assert_whole();
+}
+
+/* A compensation before its step is recorded, and the late step is refused. */
+static void
+test_orch_compensation_first(void **state)
+{
+        char *before = mu_snapshot(g_mc->hc, MU_SPLIT);
+        char *after;
+
+        (void) state;
+        expect_run("product", "release", 900002, true, false, "");
+        expect_run("user", "refund", 900002, true, false, "");
+        expect_run("payment", "refund", 900002, true, false, "");
+        expect_run("product", "reserve", 900002, false, true, "compensated");
+        expect_run("user", "debit", 900002, false, true, "compensated");
+        expect_run("payment", "capture", 900002, false, true, "compensated");
+        after = mu_snapshot(g_mc->hc, MU_SPLIT);
+        assert_string_equal(before, after);
+        free(before);
+        free(after);
+        assert_whole();
+}
+
+/* Unknown actions, a command without its order, the monolith dataset: each a clear error,
+ * nothing changed, every participant still up. */
+static void
+test_orch_bad_commands(void **state)
+{
+        static const char *const services[] = { "product", "user", "payment" };
+        char *before = mu_snapshot(g_mc->hc, MU_SPLIT);
+        Mercato__Txn__V1__SagaCommandReply r;
+        char *after;
+
+        (void) state;
+        for (size_t i = 0; i < 3; i++) {
+                assert_int_equal(
+                    run(services[i], "explode", 900003, 5, false, true, &r), RPC_INVALID_ARGUMENT);
+                assert_int_equal(
+                    run(services[i], "", 900003, 5, false, true, &r), RPC_INVALID_ARGUMENT);
+                assert_int_equal(run(services[i],
+                                     i == 0       ? "reserve"
+                                         : i == 1 ? "debit"
+                                                  : "capture",
+                                     900003, 5, false, false, &r),
+                    RPC_INVALID_ARGUMENT);
+                assert_int_equal(run(services[i],
+                                     i == 0       ? "reserve"
+                                         : i == 1 ? "debit"
+                                                  : "capture",
+                                     900003, 5, true, true, &r),
+                    RPC_FAILED_PRECONDITION);
+                assert_int_equal(
+                    run(services[i], i == 0 ? "reserve" : "refund", -1, 5, false, true, &r),
+                    RPC_INVALID_ARGUMENT);
+                assert_true(harness_cluster_alive(g_mc->hc, services[i]));
+        }
+        after = mu_snapshot(g_mc->hc, MU_SPLIT);
+        assert_string_equal(before, after);
+        free(before);
+        free(after);
+        assert_whole();
+}
+
+/*
+ * A participant paused
+ */
+
+typedef struct placing {
+        int64_t user_id;
+        mu_result r;
+} placing;
+
+static void *
+place_thread(void *arg)
+{
+        placing *p = arg;
+
+        place(p->user_id, 20000, &p->r);
+        return NULL;
+}
+
+/* Payment stopped (SIGSTOP) for a second, well inside the deadline: the capture waits and
+ * the order completes. */
+static void
+test_orch_participant_paused(void **state)
+{
+        placing p = { .user_id = 2 };
+        pthread_t t;
+
+        (void) state;
+        harness_cluster_signal(g_mc->hc, "payment", SIGSTOP);
+        assert_int_equal(pthread_create(&t, NULL, place_thread, &p), 0);
+        usleep(1000 * 1000);
+        harness_cluster_signal(g_mc->hc, "payment", SIGCONT);
+        pthread_join(t, NULL);
+        assert_int_equal(p.r.st, RPC_OK);
+        expect_end(p.r.order_id, MU_COMPLETED, "");
+        assert_whole();
+}
+
+/* Payment stopped past the deadline: the saga goes backward with reason timeout, the
+ * capture's compensation waits for payment, and once it is back the order ends CANCELLED
+ * with nothing left anywhere. */
+static void
+test_orch_participant_down_past_deadline(void **state)
+{
+        char *before = mu_snapshot(g_mc->hc, MU_SPLIT);
+        char *after;
+        mu_result r;
+
+        (void) state;
+        harness_cluster_signal(g_mc->hc, "payment", SIGSTOP);
+        place(3, SAGA_TIMEOUT_MS + 2000, &r);
+        usleep(1000 * 1000);
+        harness_cluster_signal(g_mc->hc, "payment", SIGCONT);
+        assert_int_equal(r.st, RPC_OK);
+        expect_end(r.order_id, MU_CANCELLED, "timeout");
+        assert_true(mu_wait_quiet(g_mc->hc, MU_SPLIT, QUIET_MS));
+        after = mu_snapshot(g_mc->hc, MU_SPLIT);
+        assert_string_equal(before, after);
+        free(before);
+        free(after);
+        assert_true(mu_i64f(db("order"),
+                        "SELECT compensations FROM orch_step WHERE order_id = %lld AND step = 3",
+                        (long long) r.order_id)
+            >= 1);
+        assert_whole();
+}
+
+/*
+ * The orchestrator killed at every point
+ */
+
+/* Kills the order service at point with one order of user_id in flight, restarts it
+ * without the point, and checks that the order ends as expected and the data is whole. */
+static void
+crash_case(const char *point, int64_t user_id, int status, const char *reason)
+{
+        int64_t t0 = mu_now_ms();
+        char settings[128];
+        int64_t order_id;
+        mu_result r;
+
+        snprintf(settings, sizeof(settings), "orch_crash_at = %s", point);
+        reconfigure("order", settings);
+        place(user_id, 5000, &r);
+        assert_int_not_equal(r.st, RPC_OK);
+        for (int i = 0; i < 50 && harness_cluster_alive(g_mc->hc, "order"); i++) {
+                usleep(100 * 1000);
+        }
+        if (harness_cluster_alive(g_mc->hc, "order")) {
+                harness_cluster_print_log(g_mc->hc, "order");
+                fail_msg("the orchestrator did not crash at %s: %s %s", point,
+                    rpc_status_name(r.st), r.msg);
+        }
+        order_id = mu_i64f(db("order"), "SELECT max(id) FROM orders");
+        reconfigure("order", "orch_crash_at = none");
+        expect_end(order_id, status, reason);
+        printf("  crash at %-17s order %lld %s %s (%lld ms)\n", point, (long long) order_id,
+            status == MU_COMPLETED ? "COMPLETED" : "CANCELLED", reason,
+            (long long) (mu_now_ms() - t0));
+        assert_whole();
+}
+
+static void
+test_orch_crash_forward(void **state)
+{
+        static const char *const points[] = { "sent:reserve", "answered:reserve", "sent:debit",
+                "answered:debit", "sent:capture", "answered:capture", "finish" };
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+                crash_case(points[i], 4 + (int64_t) i, MU_COMPLETED, "");
+        }
+}
+
+/* A declining user: the capture is refused and the saga compensates backward. */
+static void
+test_orch_crash_backward(void **state)
+{
+        static const char *const points[]
+            = { "answered:capture", "undo:debit", "undo:reserve", "finish" };
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+                crash_case(points[i], DECLINING_USER, MU_CANCELLED, "payment_declined");
+        }
+}
+
+int
+main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_orch_happy_path_log),
+                cmocka_unit_test(test_orch_commands_twice),
+                cmocka_unit_test(test_orch_compensation_first),
+                cmocka_unit_test(test_orch_bad_commands),
+                cmocka_unit_test(test_orch_participant_paused),
+                cmocka_unit_test(test_orch_participant_down_past_deadline),
+                cmocka_unit_test(test_orch_crash_forward),
+                cmocka_unit_test(test_orch_crash_backward),
+        };
+
+        return cmocka_run_group_tests_name("orch", tests, group_setup, group_teardown);
+}
