@@ -73,10 +73,6 @@
 /* One command waits this long for its answer at most (less when the deadline is nearer). */
 #define ORCH_CALL_TIMEOUT_MS 2000
 
-/* Backoff between the sends of a command that got no answer. */
-#define ORCH_BACKOFF_MIN_MS 20
-#define ORCH_BACKOFF_MAX_MS 1000
-
 /* Recovery puts a saga whose command failed off by at most this much. */
 #define ORCH_DEFER_MAX_MS 5000
 
@@ -96,7 +92,6 @@
 #define ORCH_DUE_BATCH 64
 
 static const char *const peer_names[ORDER_ORCH_STEPS] = { "product", "user", "payment" };
-static const char *const undo_names[ORDER_ORCH_STEPS] = { "release", "refund", "refund" };
 
 static struct {
         _Atomic bool started;
@@ -174,12 +169,14 @@ nap(int64_t ms)
         pthread_mutex_unlock(&orch.mu);
 }
 
-/* Exits if the crash point is kind ("sent", ...) at step (1-based; 0 for none). */
+/* The driver's point hook: exits if the crash point is kind ("sent", ...) at step
+ * (1-based; 0 for none). */
 static void
-crash_if(const char *kind, int step)
+crash_if(void *arg, const char *kind, int step)
 {
         char point[32];
 
+        (void) arg;
         if (orch.crash_at[0] == '\0') {
                 return;
         }
@@ -194,60 +191,26 @@ crash_if(const char *kind, int step)
  * Commands
  */
 
-typedef enum cmd_result {
-        CMD_DONE = 0,    /* the participant did it (or had) */
-        CMD_REFUSED = 1, /* a business "no": reason */
-        CMD_RETRY = 2,   /* no answer, or one that may pass: send it again */
-        CMD_ERROR = 3,   /* an error answer: failure */
-} cmd_result;
-
-/* What a command answered. */
-typedef struct cmd_answer {
-        char reason[65];
-        int64_t discount;
-        order_failure failure;
-        char error[320]; /* for the step's last_error */
-} cmd_answer;
-
-/* Sends step's command (or, with undo, its compensation) for the order rec, whose user step
- * gave discount, waiting at most timeout_ms. */
-static cmd_result
-command_send(
-    int step, bool undo, const order_rec *rec, int64_t discount, int64_t timeout_ms, cmd_answer *a)
+/* The driver's command: SagaParticipant/Run by RPC to the step's participant. */
+static order_orch_cmd
+command_send(void *arg, int step, const char *action, const Mercato__Event__V1__SagaOrder *so,
+    int64_t timeout_ms, order_orch_answer *a)
 {
         Mercato__Txn__V1__SagaCommand cmd = MERCATO__TXN__V1__SAGA_COMMAND__INIT;
-        Mercato__Event__V1__SagaOrder so = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
-        Mercato__Event__V1__SagaOrder__Line lines[ORDER_ITEMS_MAX];
-        Mercato__Event__V1__SagaOrder__Line *ptrs[ORDER_ITEMS_MAX];
         RPC_PB_CLEANUP ProtobufCMessage *msg = NULL;
-        rpc_call_opts opts = { .timeout_ms = timeout_ms > 0 ? timeout_ms : 1 };
+        rpc_call_opts opts = { .timeout_ms = timeout_ms };
         const char *peer = peer_names[step - 1];
         rpc_client *c = orch.peers[step - 1];
         rpc_error e = { 0 };
         rpc_status st;
 
-        *a = (cmd_answer) { 0 };
+        (void) arg;
         if (c == NULL) {
                 snprintf(a->error, sizeof(a->error), "no address for %s", peer);
-                return CMD_RETRY;
+                return ORDER_ORCH_CMD_RETRY;
         }
-        for (size_t i = 0; i < rec->n_items && i < ORDER_ITEMS_MAX; i++) {
-                mercato__event__v1__saga_order__line__init(&lines[i]);
-                lines[i].product_id = rec->items[i].product_id;
-                lines[i].quantity = rec->items[i].quantity;
-                lines[i].unit_price = rec->items[i].unit_price;
-                ptrs[i] = &lines[i];
-        }
-        so.order_id = rec->order_id;
-        so.user_id = rec->user_id;
-        so.coupon_id = rec->coupon_id;
-        so.total = rec->total;
-        so.discount = discount;
-        so.amount = rec->total - discount;
-        so.items = ptrs;
-        so.n_items = rec->n_items;
-        cmd.action = (char *) (undo ? undo_names[step - 1] : order_orch_step_name(step));
-        cmd.order = &so;
+        cmd.action = (char *) action;
+        cmd.order = (Mercato__Event__V1__SagaOrder *) so;
         st = rpc_client_call(c, ORCH_METHOD_RUN, &cmd.base,
             &mercato__txn__v1__saga_command_reply__descriptor, &msg, &opts, &e);
         if (st == RPC_OK) {
@@ -256,32 +219,27 @@ command_send(
 
                 if (r->done) {
                         a->discount = r->discount;
-                        return CMD_DONE;
+                        return ORDER_ORCH_CMD_DONE;
                 }
                 snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
                 snprintf(a->error, sizeof(a->error), "%s said no: %s", peer, r->reason);
-                return CMD_REFUSED;
+                return ORDER_ORCH_CMD_REFUSED;
         }
         snprintf(a->error, sizeof(a->error), "%s: %s: %s", peer, rpc_status_name(st), e.message);
         if (e.transport || st == RPC_UNAVAILABLE || st == RPC_DEADLINE_EXCEEDED || st == RPC_ABORTED
             || st == RPC_RESOURCE_EXHAUSTED) {
-                return CMD_RETRY;
+                return ORDER_ORCH_CMD_RETRY;
         }
         order_failure_set(&a->failure, peer, st, "%s", e.message);
-        return CMD_ERROR;
+        return ORDER_ORCH_CMD_ERROR;
 }
 
-/* command_send, then the crash point answered:<step> of a step's command. */
-static cmd_result
-command(
-    int step, bool undo, const order_rec *rec, int64_t discount, int64_t timeout_ms, cmd_answer *a)
+/* Wakes the relay after a completion added order.completed. */
+static void
+completed(void *arg)
 {
-        cmd_result res = command_send(step, undo, rec, discount, timeout_ms, a);
-
-        if (!undo) {
-                crash_if("answered", step);
-        }
-        return res;
+        (void) arg;
+        svc_relay_wake(orch.s, SVC_DATASET_SPLIT);
 }
 
 /*
@@ -294,168 +252,6 @@ typedef enum drive_end {
         DRIVE_LATER = 1,    /* not finished: its driver's time is up, or recovery's next look */
         DRIVE_FAILED = 2,   /* the database failed: st */
 } drive_end;
-
-/* The index of the step to run forward (0-based), ORDER_ORCH_STEPS when all are done. */
-static int
-next_forward(const order_orch_saga *g)
-{
-        int i = 0;
-
-        while (i < ORDER_ORCH_STEPS && g->steps[i].state == ORDER_ORCH_DONE) {
-                i++;
-        }
-        return i;
-}
-
-/* The index of the step to compensate next (the last one sent), -1 when none is left. */
-static int
-next_backward(const order_orch_saga *g)
-{
-        for (int i = ORDER_ORCH_STEPS - 1; i >= 0; i--) {
-                order_orch_step_state st = g->steps[i].state;
-                if (st == ORDER_ORCH_SENT || st == ORDER_ORCH_DONE
-                    || st == ORDER_ORCH_COMPENSATING) {
-                        return i;
-                }
-        }
-        return -1;
-}
-
-/* Reports a saga that just became stuck: a compensation sent stuck_after times. */
-static void
-note_stuck(const order_orch_saga *g, int i, const char *error)
-{
-        if (g->steps[i].compensations + 1 == orch.stuck_after) {
-                fprintf(stderr,
-                    "mercato-order: saga of order %lld stuck: %s of step %s sent %d times: %s\n",
-                    (long long) g->order_id, undo_names[i], order_orch_step_name(i + 1),
-                    orch.stuck_after, error);
-        }
-}
-
-/* The backoff before the next send, after `sends` sends of a command. */
-static int64_t
-backoff_ms(int sends, int64_t max)
-{
-        int64_t ms = ORCH_BACKOFF_MIN_MS;
-
-        for (int i = 1; i < sends && ms < max; i++) {
-                ms *= 2;
-        }
-        return ms < max ? ms : max;
-}
-
-/* One move of a saga: a step, a compensation or its end, with its commands done by
- * until_mono_ms (0: no limit but their own). Returns OK and sets *ret_wait to the backoff
- * before the next move (0: go on now), or *ret_terminal with *rec. */
-static rpc_status
-move(db_conn *db, const order_rec *order, int64_t until_mono_ms, int64_t *ret_wait,
-    bool *ret_terminal, order_rec *rec)
-{
-        /* A PlaceOrder's command waits no longer than the call can. */
-        int64_t budget
-            = until_mono_ms > 0 ? until_mono_ms - rpc_now_mono_ms() : ORCH_CALL_TIMEOUT_MS;
-        const rpc_conf *conf = svc_conf(orch.s);
-        order_orch_saga g;
-        cmd_answer a;
-        rpc_status st;
-        int i;
-
-        *ret_wait = 0;
-        *ret_terminal = false;
-        st = order_orch_load(db, order->order_id, &g);
-        if (st != RPC_OK) {
-                return st;
-        }
-        if (g.state == ORDER_ORCH_COMPLETED || g.state == ORDER_ORCH_CANCELLED) {
-                *ret_terminal = true;
-                return order_store_get(db, order->order_id, rec);
-        }
-        if (g.state == ORDER_ORCH_FORWARD) {
-                if (g.deadline_in_ms <= 0) {
-                        return order_orch_backward(
-                            db, g.order_id, 0, SAGA_REASON_TIMEOUT, NULL, NULL);
-                }
-                i = next_forward(&g);
-                if (i == ORDER_ORCH_STEPS) {
-                        svc_step_result sw = svc_step(conf, "order", "complete");
-                        order_failure f;
-
-                        if (sw == SVC_STEP_FAIL) {
-                                order_failure_set(&f, "order", RPC_INTERNAL,
-                                    "order.complete failed (step switch)");
-                                return order_orch_backward(
-                                    db, g.order_id, 0, ORDER_REASON_PARTICIPANT_ERROR, &f, NULL);
-                        }
-                        if (sw == SVC_STEP_TIMEOUT) {
-                                *ret_wait = g.deadline_in_ms + 1;
-                                return RPC_OK;
-                        }
-                        crash_if("finish", 0);
-                        st = order_orch_finish(db, g.order_id, true, rec);
-                        if (st == RPC_OK) {
-                                *ret_terminal = true;
-                                svc_relay_wake(orch.s, SVC_DATASET_SPLIT);
-                        }
-                        return st == RPC_FAILED_PRECONDITION ? RPC_OK : st;
-                }
-                if (budget <= 0) {
-                        *ret_wait = 1;
-                        return RPC_OK;
-                }
-                st = order_orch_step_set(db, g.order_id, i + 1, ORDER_ORCH_SENT, true, NULL);
-                if (st != RPC_OK) {
-                        return st;
-                }
-                crash_if("sent", i + 1);
-                int64_t t = g.deadline_in_ms < ORCH_CALL_TIMEOUT_MS ? g.deadline_in_ms
-                                                                    : ORCH_CALL_TIMEOUT_MS;
-                t = t < budget ? t : budget;
-                switch (command(i + 1, false, order, g.discount, t, &a)) {
-                case CMD_DONE:
-                        return i == 1 ? order_orch_step_done(db, g.order_id, i + 1, a.discount)
-                                      : order_orch_step_set(
-                                          db, g.order_id, i + 1, ORDER_ORCH_DONE, false, "");
-                case CMD_REFUSED:
-                        return order_orch_backward(db, g.order_id, i + 1, a.reason, NULL, a.error);
-                case CMD_ERROR:
-                        return order_orch_backward(db, g.order_id, i + 1,
-                            ORDER_REASON_PARTICIPANT_ERROR, &a.failure, a.error);
-                case CMD_RETRY:
-                default:
-                        *ret_wait = backoff_ms(g.steps[i].attempts + 1, ORCH_BACKOFF_MAX_MS);
-                        return order_orch_step_set(
-                            db, g.order_id, i + 1, ORDER_ORCH_SENT, false, a.error);
-                }
-        }
-        i = next_backward(&g);
-        if (i < 0) {
-                crash_if("finish", 0);
-                st = order_orch_finish(db, g.order_id, false, rec);
-                if (st == RPC_OK) {
-                        *ret_terminal = true;
-                }
-                return st == RPC_FAILED_PRECONDITION ? RPC_OK : st;
-        }
-        if (budget <= 0) {
-                *ret_wait = 1;
-                return RPC_OK;
-        }
-        st = order_orch_step_set(db, g.order_id, i + 1, ORDER_ORCH_COMPENSATING, true, NULL);
-        if (st != RPC_OK) {
-                return st;
-        }
-        crash_if("undo", i + 1);
-        if (command(i + 1, true, order, g.discount,
-                budget < ORCH_CALL_TIMEOUT_MS ? budget : ORCH_CALL_TIMEOUT_MS, &a)
-            == CMD_DONE) {
-                return order_orch_step_set(
-                    db, g.order_id, i + 1, ORDER_ORCH_COMPENSATED, false, "");
-        }
-        note_stuck(&g, i, a.error);
-        *ret_wait = backoff_ms(g.steps[i].compensations + 1, ORCH_BACKOFF_MAX_MS);
-        return order_orch_step_set(db, g.order_id, i + 1, ORDER_ORCH_COMPENSATING, false, a.error);
-}
 
 /* Drives a claimed saga until it is terminal (*rec: the order), or until until_mono_ms
  * (a PlaceOrder's time to answer); with until_mono_ms 0 (recovery) until a command must
@@ -472,7 +268,19 @@ drive(db_conn *db, int64_t order_id, int64_t until_mono_ms, order_rec *rec, rpc_
                 int64_t wait = 0;
                 bool terminal = false;
 
-                st = move(db, &order, until_mono_ms, &wait, &terminal, rec);
+                const order_orch_driver d = {
+                        .command = command_send,
+                        .point = crash_if,
+                        .completed = completed,
+                        .complete_sw = svc_step(svc_conf(orch.s), "order", "complete"),
+                        .call_timeout_ms = ORCH_CALL_TIMEOUT_MS,
+                        .stuck_after = orch.stuck_after,
+                };
+                /* A PlaceOrder's command waits no longer than the call can. */
+                int64_t budget
+                    = until_mono_ms > 0 ? until_mono_ms - rpc_now_mono_ms() : ORCH_CALL_TIMEOUT_MS;
+
+                st = order_orch_move(db, &d, &order, budget, &wait, &terminal, rec);
                 if (st != RPC_OK || terminal) {
                         end = terminal ? DRIVE_TERMINAL : DRIVE_FAILED;
                         break;

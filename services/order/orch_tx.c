@@ -7,7 +7,12 @@
 /* Transactions that abort run again, up to this many times in all. */
 #define ORCH_TX_ATTEMPTS 3
 
+/* Backoff between the sends of a command that got no answer. */
+#define ORCH_BACKOFF_MIN_MS 20
+#define ORCH_BACKOFF_MAX_MS 1000
+
 static const char *const step_names[ORDER_ORCH_STEPS] = { "reserve", "debit", "capture" };
+static const char *const undo_names[ORDER_ORCH_STEPS] = { "release", "refund", "refund" };
 
 static const char *const step_state_names[] = {
         [ORDER_ORCH_PENDING] = "pending",
@@ -403,4 +408,213 @@ const char *
 order_orch_step_name(int step)
 {
         return step >= 1 && step <= ORDER_ORCH_STEPS ? step_names[step - 1] : "";
+}
+
+const char *
+order_orch_undo_name(int step)
+{
+        return step >= 1 && step <= ORDER_ORCH_STEPS ? undo_names[step - 1] : "";
+}
+
+/*
+ * The driver's moves (orch.c's NOTES)
+ */
+
+static void
+point(const order_orch_driver *d, const char *kind, int step)
+{
+        if (d->point != NULL) {
+                d->point(d->arg, kind, step);
+        }
+}
+
+/* The index of the step to run forward (0-based), ORDER_ORCH_STEPS when all are done. */
+static int
+next_forward(const order_orch_saga *g)
+{
+        int i = 0;
+
+        while (i < ORDER_ORCH_STEPS && g->steps[i].state == ORDER_ORCH_DONE) {
+                i++;
+        }
+        return i;
+}
+
+/* The index of the step to compensate next (the last one sent), -1 when none is left. */
+static int
+next_backward(const order_orch_saga *g)
+{
+        for (int i = ORDER_ORCH_STEPS - 1; i >= 0; i--) {
+                order_orch_step_state st = g->steps[i].state;
+                if (st == ORDER_ORCH_SENT || st == ORDER_ORCH_DONE
+                    || st == ORDER_ORCH_COMPENSATING) {
+                        return i;
+                }
+        }
+        return -1;
+}
+
+/* Reports a saga that just became stuck: a compensation sent stuck_after times. */
+static void
+note_stuck(const order_orch_driver *d, const order_orch_saga *g, int i, const char *error)
+{
+        if (g->steps[i].compensations + 1 == d->stuck_after) {
+                fprintf(stderr,
+                    "mercato-order: saga of order %lld stuck: %s of step %s sent %d times: %s\n",
+                    (long long) g->order_id, undo_names[i], step_names[i], d->stuck_after, error);
+        }
+}
+
+/* The backoff before the next send, after `sends` sends of a command. */
+static int64_t
+backoff_ms(int sends, int64_t max)
+{
+        int64_t ms = ORCH_BACKOFF_MIN_MS;
+
+        for (int i = 1; i < sends && ms < max; i++) {
+                ms *= 2;
+        }
+        return ms < max ? ms : max;
+}
+
+/* Sends a step's command, or with undo its compensation, for order: the SagaOrder is the
+ * order with the discount the user step gave. */
+static order_orch_cmd
+command(const order_orch_driver *d, int step, bool undo, const order_rec *order, int64_t discount,
+    int64_t timeout_ms, order_orch_answer *a)
+{
+        Mercato__Event__V1__SagaOrder so = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
+        Mercato__Event__V1__SagaOrder__Line lines[ORDER_ITEMS_MAX];
+        Mercato__Event__V1__SagaOrder__Line *ptrs[ORDER_ITEMS_MAX];
+        order_orch_cmd res;
+
+        for (size_t i = 0; i < order->n_items && i < ORDER_ITEMS_MAX; i++) {
+                mercato__event__v1__saga_order__line__init(&lines[i]);
+                lines[i].product_id = order->items[i].product_id;
+                lines[i].quantity = order->items[i].quantity;
+                lines[i].unit_price = order->items[i].unit_price;
+                ptrs[i] = &lines[i];
+        }
+        so.order_id = order->order_id;
+        so.user_id = order->user_id;
+        so.coupon_id = order->coupon_id;
+        so.total = order->total;
+        so.discount = discount;
+        so.amount = order->total - discount;
+        so.items = ptrs;
+        so.n_items = order->n_items < ORDER_ITEMS_MAX ? order->n_items : ORDER_ITEMS_MAX;
+        *a = (order_orch_answer) { 0 };
+        res = d->command(d->arg, step, undo ? undo_names[step - 1] : step_names[step - 1], &so,
+            timeout_ms > 0 ? timeout_ms : 1, a);
+        if (!undo) {
+                point(d, "answered", step);
+        }
+        return res;
+}
+
+rpc_status
+order_orch_move(db_conn *db, const order_orch_driver *d, const order_rec *order, int64_t budget_ms,
+    int64_t *ret_wait, bool *ret_terminal, order_rec *rec)
+{
+        int64_t budget = budget_ms;
+        order_orch_saga g;
+        order_orch_answer a;
+        rpc_status st;
+        int i;
+
+        *ret_wait = 0;
+        *ret_terminal = false;
+        st = order_orch_load(db, order->order_id, &g);
+        if (st != RPC_OK) {
+                return st;
+        }
+        if (g.state == ORDER_ORCH_COMPLETED || g.state == ORDER_ORCH_CANCELLED) {
+                *ret_terminal = true;
+                return order_store_get(db, order->order_id, rec);
+        }
+        if (g.state == ORDER_ORCH_FORWARD) {
+                if (g.deadline_in_ms <= 0) {
+                        return order_orch_backward(db, g.order_id, 0, "timeout", NULL, NULL);
+                }
+                i = next_forward(&g);
+                if (i == ORDER_ORCH_STEPS) {
+                        svc_step_result sw = d->complete_sw;
+                        order_failure f;
+
+                        if (sw == SVC_STEP_FAIL) {
+                                order_failure_set(&f, "order", RPC_INTERNAL,
+                                    "order.complete failed (step switch)");
+                                return order_orch_backward(
+                                    db, g.order_id, 0, ORDER_REASON_PARTICIPANT_ERROR, &f, NULL);
+                        }
+                        if (sw == SVC_STEP_TIMEOUT) {
+                                *ret_wait = g.deadline_in_ms + 1;
+                                return RPC_OK;
+                        }
+                        point(d, "finish", 0);
+                        st = order_orch_finish(db, g.order_id, true, rec);
+                        if (st == RPC_OK) {
+                                *ret_terminal = true;
+                                if (d->completed != NULL) {
+                                        d->completed(d->arg);
+                                }
+                        }
+                        return st == RPC_FAILED_PRECONDITION ? RPC_OK : st;
+                }
+                if (budget <= 0) {
+                        *ret_wait = 1;
+                        return RPC_OK;
+                }
+                st = order_orch_step_set(db, g.order_id, i + 1, ORDER_ORCH_SENT, true, NULL);
+                if (st != RPC_OK) {
+                        return st;
+                }
+                point(d, "sent", i + 1);
+                int64_t t
+                    = g.deadline_in_ms < d->call_timeout_ms ? g.deadline_in_ms : d->call_timeout_ms;
+                t = t < budget ? t : budget;
+                switch (command(d, i + 1, false, order, g.discount, t, &a)) {
+                case ORDER_ORCH_CMD_DONE:
+                        return i == 1 ? order_orch_step_done(db, g.order_id, i + 1, a.discount)
+                                      : order_orch_step_set(
+                                          db, g.order_id, i + 1, ORDER_ORCH_DONE, false, "");
+                case ORDER_ORCH_CMD_REFUSED:
+                        return order_orch_backward(db, g.order_id, i + 1, a.reason, NULL, a.error);
+                case ORDER_ORCH_CMD_ERROR:
+                        return order_orch_backward(db, g.order_id, i + 1,
+                            ORDER_REASON_PARTICIPANT_ERROR, &a.failure, a.error);
+                case ORDER_ORCH_CMD_RETRY:
+                default:
+                        *ret_wait = backoff_ms(g.steps[i].attempts + 1, ORCH_BACKOFF_MAX_MS);
+                        return order_orch_step_set(
+                            db, g.order_id, i + 1, ORDER_ORCH_SENT, false, a.error);
+                }
+        }
+        i = next_backward(&g);
+        if (i < 0) {
+                point(d, "finish", 0);
+                st = order_orch_finish(db, g.order_id, false, rec);
+                if (st == RPC_OK) {
+                        *ret_terminal = true;
+                }
+                return st == RPC_FAILED_PRECONDITION ? RPC_OK : st;
+        }
+        if (budget <= 0) {
+                *ret_wait = 1;
+                return RPC_OK;
+        }
+        st = order_orch_step_set(db, g.order_id, i + 1, ORDER_ORCH_COMPENSATING, true, NULL);
+        if (st != RPC_OK) {
+                return st;
+        }
+        point(d, "undo", i + 1);
+        if (command(d, i + 1, true, order, g.discount,
+                budget < d->call_timeout_ms ? budget : d->call_timeout_ms, &a)
+            == ORDER_ORCH_CMD_DONE) {
+                return order_orch_step_set(
+                    db, g.order_id, i + 1, ORDER_ORCH_COMPENSATED, false, "");
+        }
+        note_stuck(d, &g, i, a.error);
+        *ret_wait = backoff_ms(g.steps[i].compensations + 1, ORCH_BACKOFF_MAX_MS);
+        return order_orch_step_set(db, g.order_id, i + 1, ORDER_ORCH_COMPENSATING, false, a.error);
 }

@@ -12,9 +12,11 @@
 #include <stdint.h>
 
 #include "db.h"
+#include "event.pb-c.h"
 #include "order_store.h"
 #include "product_store.h"
 #include "rpc.h"
+#include "svc.h"
 #include "tpc.h"
 
 /* The outbox source of the order service (its relay drains it). */
@@ -149,6 +151,49 @@ extern const db_stmt_table order_orch_stmts;
  * idempotency key is taken (rolled back). */
 rpc_status order_orch_create(db_conn *db, const order_new *on, int64_t timeout_ms,
     int64_t *ret_order_id, int64_t *ret_created_at_ms) RPC_WARN_UNUSED;
+
+/* How a command came out. */
+typedef enum order_orch_cmd {
+        ORDER_ORCH_CMD_DONE = 0,    /* the participant did it (or had) */
+        ORDER_ORCH_CMD_REFUSED = 1, /* a business "no": reason */
+        ORDER_ORCH_CMD_RETRY = 2,   /* no answer, or one that may pass: send it again */
+        ORDER_ORCH_CMD_ERROR = 3,   /* an error answer: failure */
+} order_orch_cmd;
+
+typedef struct order_orch_answer {
+        char reason[65];       /* REFUSED */
+        int64_t discount;      /* DONE, the user step's */
+        order_failure failure; /* ERROR */
+        char error[320];       /* anything but DONE: for the step's last_error */
+} order_orch_answer;
+
+/* Who carries the commands, and the service's hooks. The order service sends them by RPC
+ * (orch.c); the SQL replay runs the participants' functions in process. */
+typedef struct order_orch_driver {
+        /* Sends action ("reserve", "release", ...) of step (1-based) for so, waiting at most
+         * timeout_ms; fills *a. */
+        order_orch_cmd (*command)(void *arg, int step, const char *action,
+            const Mercato__Event__V1__SagaOrder *so, int64_t timeout_ms, order_orch_answer *a);
+        /* At each crash point: kind "sent", "answered", "undo" with the step, "finish" with
+         * 0. NULL for none. */
+        void (*point)(void *arg, const char *kind, int step);
+        /* After an order COMPLETED (its order.completed is in the outbox). NULL for none. */
+        void (*completed)(void *arg);
+        void *arg;
+        svc_step_result complete_sw; /* the switch order.complete */
+        int64_t call_timeout_ms;     /* a command's own limit */
+        int stuck_after;             /* compensations of a step before it is reported */
+} order_orch_driver;
+
+/* The compensation of a step (1-based): "release", "refund"; "" for none. */
+const char *order_orch_undo_name(int step);
+
+/* One move of a saga: a step, a compensation or its end, each change of state committed
+ * before the command that follows it, and the commands done within budget_ms. Returns OK
+ * with *ret_terminal and *rec (the order as it ended; order_rec_fini it), or with *ret_wait,
+ * the backoff before the next move (0: move again now); else the database's status. */
+rpc_status order_orch_move(db_conn *db, const order_orch_driver *d, const order_rec *order,
+    int64_t budget_ms, int64_t *ret_wait, bool *ret_terminal, order_rec *rec) RPC_WARN_UNUSED;
 
 /* Reads a saga's log. NOT_FOUND if the order has none. */
 rpc_status order_orch_load(db_conn *db, int64_t order_id, order_orch_saga *ret) RPC_WARN_UNUSED;
