@@ -24,6 +24,11 @@
  *             is its slowest branch, as there. The GIDs use the coordinator id "replay", so
  *             they never meet a running order service's.
  *   monolith  order_monolith_run, the service's own function, on the monolith database.
+ *   orchestration  PriceItems' and GetBalance's reads; order_orch_create; then the
+ *             orchestrator's own moves (order_orch_move), whose commands run in process the
+ *             very functions SagaParticipant/Run runs (product_orch_reserve, user_orch_debit,
+ *             payment_orch_capture, the compensations), on the client's connection to each
+ *             participant's database, one after the other as the orchestrator sends them.
  * In every mode order.completed then flows through the relay to the data platform, the cart
  * and product sales, off the order's latency, as in the services.
  *
@@ -96,6 +101,7 @@ typedef enum replay_mode {
         MODE_SAGA = 0,
         MODE_TPC = 1,
         MODE_MONO = 2,
+        MODE_ORCH = 3,
 } replay_mode;
 
 typedef struct replay replay;
@@ -179,6 +185,9 @@ role_tables(int role, db_stmt_table *tables)
 
         tables[n++] = txn_stmts;
         tables[n++] = txn_tpc_stmts;
+        if (role == R_ORDER) {
+                tables[n++] = order_orch_stmts;
+        }
         if (role >= 0) {
                 tables[n++] = *seed_stores[role].stmts;
                 return n;
@@ -192,7 +201,7 @@ role_tables(int role, db_stmt_table *tables)
 static rpc_status
 role_connect(const char *conninfo, int role, db_conn **ret, char *err, size_t errlen)
 {
-        db_stmt_table tables[2 + N_ROLES];
+        db_stmt_table tables[3 + N_ROLES];
         size_t n = role_tables(role, tables);
 
         return db_connect(conninfo, tables, n, ret, err, errlen);
@@ -1034,6 +1043,136 @@ place_tpc(client *c, order_request *r, order_out *out)
         return RPC_OK;
 }
 
+/* The orchestrator's command, in process: what SagaParticipant/Run runs, on the client's
+ * connection to the participant's database. */
+static order_orch_cmd
+orch_command(void *arg, int step, const char *action, const Mercato__Event__V1__SagaOrder *so,
+    int64_t timeout_ms, order_orch_answer *a)
+{
+        static const int roles[ORDER_ORCH_STEPS] = { R_PRODUCT, R_USER, R_PAYMENT };
+        client *c = arg;
+        db_conn *db = c->db[roles[step - 1]];
+        bool forward = strcmp(action, order_orch_step_name(step)) == 0;
+        bool duplicate = false;
+        txn_outcome out;
+        rpc_status st;
+
+        (void) timeout_ms;
+        switch (step) {
+        case 1:
+                st = forward ? product_orch_reserve(db, so, SVC_STEP_OK, &out, &duplicate)
+                             : product_orch_release(db, so, &out, &duplicate);
+                break;
+        case 2:
+                st = forward ? user_orch_debit(db, so, SVC_STEP_OK, SVC_STEP_OK, &out, &duplicate)
+                             : user_orch_refund(db, so, &out, &duplicate);
+                break;
+        default:
+                st = forward ? payment_orch_capture(db, so, SVC_STEP_OK, &out, &duplicate)
+                             : payment_orch_refund(db, so, &out, &duplicate);
+                break;
+        }
+        if (st != RPC_OK) {
+                snprintf(a->error, sizeof(a->error), "%s: %s: %s", action, rpc_status_name(st),
+                    db_errmsg(db));
+                order_failure_set(&a->failure, role_name(roles[step - 1]), st, "%s", db_errmsg(db));
+                return db_retryable(st) ? ORDER_ORCH_CMD_RETRY : ORDER_ORCH_CMD_ERROR;
+        }
+        if (out.reason[0] != '\0') {
+                snprintf(a->reason, sizeof(a->reason), "%s", out.reason);
+                return ORDER_ORCH_CMD_REFUSED;
+        }
+        a->discount = out.discount;
+        return ORDER_ORCH_CMD_DONE;
+}
+
+static void
+orch_completed(void *arg)
+{
+        client *c = arg;
+
+        wake(c->rp, R_ORDER);
+}
+
+/* The moves of one saga the orchestrator makes at most: three steps, three compensations,
+ * the end, and room for the odd retry of an aborted transaction. */
+#define REPLAY_ORCH_MOVES 32
+
+static rpc_status
+place_orch(client *c, order_request *r, order_out *out)
+{
+        db_conn *odb = c->db[R_ORDER];
+        int64_t balance = 0;
+        int64_t total = 0;
+        int64_t order_id = 0;
+        order_rec order;
+        order_rec rec;
+        bool terminal = false;
+        rpc_status st;
+
+        if ((st = price(c, r->lines, r->n_lines, &total)) != RPC_OK) {
+                return st;
+        }
+        if ((st = user_store_get_balance(c->db[R_USER], r->user_id, &balance)) != RPC_OK) {
+                return st;
+        }
+        if ((st = find_key(odb, r)) != RPC_OK) {
+                return st;
+        }
+        order_new on = {
+                .user_id = r->user_id,
+                .items = r->lines,
+                .n_items = r->n_lines,
+                .total = total,
+                .mode = ORDER_MODE_ORCHESTRATION,
+                .status = ORDER_PENDING,
+                .idempotency_key = r->idempotency_key,
+        };
+        st = order_orch_create(odb, &on, REPLAY_SAGA_WAIT_MS, &order_id, NULL);
+        if (st == RPC_OK) {
+                st = order_store_get(odb, order_id, &order);
+        }
+        if (st != RPC_OK) {
+                snprintf(c->err, sizeof(c->err), "create order: %s", db_errmsg(odb));
+                return st;
+        }
+        const order_orch_driver d = {
+                .command = orch_command,
+                .completed = orch_completed,
+                .arg = c,
+                .complete_sw = SVC_STEP_OK,
+                .call_timeout_ms = REPLAY_SAGA_WAIT_MS,
+                .stuck_after = 5,
+        };
+        for (int i = 0; i < REPLAY_ORCH_MOVES && st == RPC_OK && !terminal; i++) {
+                int64_t wait = 0;
+
+                st = order_orch_move(odb, &d, &order, REPLAY_SAGA_WAIT_MS, &wait, &terminal, &rec);
+                if (st == RPC_OK && wait > 0) {
+                        snprintf(c->err, sizeof(c->err), "order %lld: a command must wait",
+                            (long long) order_id);
+                        st = RPC_INTERNAL;
+                }
+        }
+        order_rec_fini(&order);
+        if (st == RPC_OK && !terminal) {
+                snprintf(c->err, sizeof(c->err), "order %lld: not ended after %d moves",
+                    (long long) order_id, REPLAY_ORCH_MOVES);
+                st = RPC_INTERNAL;
+        } else if (st != RPC_OK && c->err[0] == '\0') {
+                snprintf(
+                    c->err, sizeof(c->err), "order %lld: %s", (long long) order_id, db_errmsg(odb));
+        }
+        if (st != RPC_OK) {
+                return st;
+        }
+        out->completed = rec.status == ORDER_COMPLETED;
+        snprintf(c->reason, sizeof(c->reason), "%s", rec.reason);
+        out->reason = c->reason;
+        order_rec_fini(&rec);
+        return RPC_OK;
+}
+
 static rpc_status
 place_mono(client *c, order_request *r, order_out *out)
 {
@@ -1109,6 +1248,9 @@ client_thread(void *arg)
                         break;
                 case MODE_TPC:
                         st = place_tpc(c, &r, &out);
+                        break;
+                case MODE_ORCH:
+                        st = place_orch(c, &r, &out);
                         break;
                 case MODE_MONO:
                 default:
@@ -1235,6 +1377,7 @@ start_relays(replay *rp)
                 }
                 return st;
         case MODE_TPC:
+        case MODE_ORCH:
                 return relay_start(rp, R_ORDER, false, &rp->relays[R_ORDER]);
         case MODE_MONO:
         default:
@@ -1261,8 +1404,11 @@ bench_replay_run(const replay_opts *o, replay_result *ret, char *err, size_t err
                 rp.mode = MODE_TPC;
         } else if (strcmp(o->mode, "monolith") == 0) {
                 rp.mode = MODE_MONO;
+        } else if (strcmp(o->mode, "orchestration") == 0) {
+                rp.mode = MODE_ORCH;
         } else {
-                snprintf(err, errlen, "unknown mode '%s' (saga, 2pc or monolith)", o->mode);
+                snprintf(err, errlen, "unknown mode '%s' (saga, 2pc, monolith or orchestration)",
+                    o->mode);
                 return RPC_INVALID_ARGUMENT;
         }
         if (mkdtemp(dir) == NULL) {
@@ -1460,18 +1606,18 @@ static void
 usage(FILE *f)
 {
         fprintf(f,
-            "usage: mercato-bench replay --mode saga|2pc|monolith [--conf FILE] [--clients N]\n"
-            "       [--duration S] [--warmup S] [--keyed] [--products P] [--users U]\n"
-            "       [--hot-fraction F] [--fail-fraction F] [--seed N] [--stock N]\n"
-            "       [--balance N] [--json] [--emit-pgbench PREFIX [--emit-orders K]]\n"
-            "       [--pglimit]\n"
+            "usage: mercato-bench replay --mode saga|2pc|monolith|orchestration\n"
+            "       [--conf FILE] [--clients N] [--duration S] [--warmup S] [--keyed]\n"
+            "       [--products P] [--users U] [--hot-fraction F] [--fail-fraction F]\n"
+            "       [--seed N] [--stock N] [--balance N] [--json]\n"
+            "       [--emit-pgbench PREFIX [--emit-orders K]] [--pglimit]\n"
             "\n"
             "Issues, straight through libpq, the SQL a mode issues for each order, in the same\n"
             "transactions, with no service and no RPC: the database-bound ceiling of the mode.\n"
             "It runs on \"<dbname>_replay\" twins of the topology's databases (created, migrated\n"
             "and seeded every run), never on the services' own.\n"
             "\n"
-            "  --mode M        saga, 2pc or monolith (required)\n"
+            "  --mode M        saga, 2pc, monolith or orchestration (required)\n"
             "  --conf FILE     the topology (default: $MERCATO_CONF, else deploy/local.conf)\n"
             "  --clients N     closed-loop client threads (default 16)\n"
             "  --duration S    measured seconds (default 10)\n"

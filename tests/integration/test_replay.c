@@ -143,7 +143,7 @@ set_mercato_bin(void)
 static void
 test_replay_modes_end_as_built(void **state)
 {
-        static const char *const modes[] = { "saga", "2pc", "monolith" };
+        static const char *const modes[] = { "saga", "2pc", "monolith", "orchestration" };
         harness_cluster *hc = harness_cluster_new(MU_SERVICES, NULL);
         bench_workload w;
         rpc_conf *conf = NULL;
@@ -153,7 +153,7 @@ test_replay_modes_end_as_built(void **state)
         set_mercato_bin();
         workload(&w);
         assert_int_equal(rpc_conf_load(hc->conf_path, &conf, err, sizeof(err)), RPC_OK);
-        for (size_t m = 0; m < 3; m++) {
+        for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
                 replay_opts o = {
                         .conf = conf,
                         .mode = modes[m],
@@ -227,6 +227,8 @@ static const struct {
         { "ORDER BY prepared, gid", false },
         /* the saga deadline scan (every saga_scan_ms) */
         { "ceil(extract(? FROM created_at", false },
+        /* the orchestrator's recovery scan (every saga_scan_ms) */
+        { "FROM orch_saga WHERE state IN", false },
         /* the coordinator's epoch, drawn once at its start (the order service's may come
          * after the reset; the replay draws its own before) */
         { "INSERT INTO txn_tpc_epoch", false },
@@ -568,8 +570,8 @@ pgbench_compare(const harness_cluster *hc, const replay_opts *ro, bool mono, siz
 static void
 test_replay_statements_equal(void **state)
 {
-        static const Mercato__Order__V1__Mode modes[] = { MU_SAGA, MU_TPC, MU_MONO };
-        static const char *const names[] = { "saga", "2pc", "monolith" };
+        static const Mercato__Order__V1__Mode modes[] = { MU_SAGA, MU_TPC, MU_MONO, MU_ORCH };
+        static const char *const names[] = { "saga", "2pc", "monolith", "orchestration" };
         bench_workload w;
         svc_seed seed;
         bench_order orders[200];
@@ -601,7 +603,7 @@ test_replay_statements_equal(void **state)
         mu_cluster *mc = mu_cluster_start(NULL, &seed);
         assert_int_equal(rpc_conf_load(mc->hc->conf_path, &conf, err, sizeof(err)), RPC_OK);
 
-        for (size_t m = 0; m < 3; m++) {
+        for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
                 bool mono = modes[m] == MU_MONO;
                 counts svc = { 0 };
                 counts rep = { 0 };
