@@ -18,12 +18,13 @@
 #include "seed_db.h"
 #include "util.h"
 
-const char *const bench_mode_names[BENCH_N_MODES] = { "saga", "2pc", "monolith" };
+const char *const bench_mode_names[BENCH_N_MODES] = { "saga", "2pc", "monolith", "orchestration" };
 
 static const int mode_values[BENCH_N_MODES] = {
         MERCATO__ORDER__V1__MODE__MODE_SAGA,
         MERCATO__ORDER__V1__MODE__MODE_TWO_PC,
         MERCATO__ORDER__V1__MODE__MODE_MONOLITH,
+        MERCATO__ORDER__V1__MODE__MODE_ORCHESTRATION,
 };
 
 /* What one command was asked. */
@@ -235,7 +236,7 @@ on_progress(void *arg, double elapsed_s, uint64_t orders, uint64_t errors)
 {
         const progress_arg *p = arg;
 
-        bench_progress("%-8s %2d clients  %5.1fs%s  orders %llu  %.0f/s  errors %llu", p->mode,
+        bench_progress("%-13s %2d clients  %5.1fs%s  orders %llu  %.0f/s  errors %llu", p->mode,
             p->clients, elapsed_s, elapsed_s < p->warmup_s ? " (warm-up)" : "",
             (unsigned long long) orders, elapsed_s > 0 ? (double) orders / elapsed_s : 0.0,
             (unsigned long long) errors);
@@ -263,7 +264,7 @@ run_mode(bench_ctx *x, int mi, int clients, bool observe, bool replay, mode_resu
         if (!dbstat_dataset(x->conf, monolith, &dbs, err, errlen)) {
                 return false;
         }
-        bench_progress("%-8s seeding", mode);
+        bench_progress("%-13s seeding", mode);
         if (!seed_mode(x, monolith, err, errlen)) {
                 return false;
         }
@@ -324,7 +325,7 @@ run_mode(bench_ctx *x, int mi, int clients, bool observe, bool replay, mode_resu
                 return false;
         }
         observe_stop(ob);
-        bench_progress("%-8s waiting for quiescence", mode);
+        bench_progress("%-13s waiting for quiescence", mode);
         double waited_ms = 0;
         char qerr[256] = "";
         r->quiet = dbstat_wait_quiet(&dbs, x->quiet_timeout_ms, &waited_ms, qerr, sizeof(qerr));
@@ -347,7 +348,7 @@ run_mode(bench_ctx *x, int mi, int clients, bool observe, bool replay, mode_resu
                 r->has_tpc
                     = dbstat_tpc_times(dbs.conninfo[0], &r->tpc, terr, sizeof(terr)) == RPC_OK;
         }
-        bench_progress("%-8s mercato check", mode);
+        bench_progress("%-13s mercato check", mode);
         r->check_exit = mercato_check(x, monolith, "--baseline", baseline, &report);
         if (report != NULL) {
                 read_check(report, r);
@@ -369,7 +370,7 @@ run_mode(bench_ctx *x, int mi, int clients, bool observe, bool replay, mode_resu
                         .duration_s = x->duration_s,
                 };
                 replay_result rr;
-                bench_progress("%-8s SQL replay", mode);
+                bench_progress("%-13s SQL replay", mode);
                 if (bench_replay_run(&ro, &rr, err, errlen) != RPC_OK) {
                         bench_progress_end();
                         return false;
@@ -396,7 +397,7 @@ run_mode(bench_ctx *x, int mi, int clients, bool observe, bool replay, mode_resu
                 };
                 char dir[4096];
                 snprintf(dir, sizeof(dir), "%s/pgbench", x->out);
-                bench_progress("%-8s pgbench on its statements", mode);
+                bench_progress("%-13s pgbench on its statements", mode);
                 if (!bench_mkdirs(dir)
                     || bench_pglimit(
                            &ro, dir, PGLIMIT_WARMUP_S, x->pglimit_s, &r->pglimit, err, errlen)
@@ -457,7 +458,7 @@ static const struct option long_opts[] = {
 };
 
 static const char compare_help[]
-    = "usage: mercato-bench compare [--modes saga,2pc,monolith] [--clients N] [--duration S]\n"
+    = "usage: mercato-bench compare [--modes LIST] [--clients N] [--duration S]\n"
       "         [--warmup S] [--products P] [--users U] [--hot-fraction F]\n"
       "         [--fail-fraction F] [--seed N] [--out DIR] [--conf FILE]\n"
       "         [--observers N] [--observe-us US] [--no-replay] [--no-pglimit]\n"
@@ -472,7 +473,8 @@ static const char compare_help[]
       "the mode's statements for a few orders as pgbench scripts, one per database, and\n"
       "run pgbench on each at the same client count: PostgreSQL's own limit (pglimit).\n"
       "\n"
-      "  --modes LIST        which modes, in order (default saga,2pc,monolith)\n"
+      "  --modes LIST        which modes, in order (default\n"
+      "                      saga,2pc,monolith,orchestration)\n"
       "  --clients N         closed-loop clients (default 16)\n"
       "  --duration S        measured seconds per mode (default 12)\n"
       "  --warmup S          seconds not counted first (default 2)\n"
@@ -515,8 +517,8 @@ parse_modes(bench_ctx *x, const char *list, char *err, size_t errlen)
         for (char *t = strtok_r(buf, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
                 int i = mode_index(t);
                 if (i < 0) {
-                        snprintf(
-                            err, errlen, "--modes: unknown mode '%s' (saga, 2pc, monolith)", t);
+                        snprintf(err, errlen,
+                            "--modes: unknown mode '%s' (saga, 2pc, monolith, orchestration)", t);
                         return false;
                 }
                 x->modes[i] = true;
@@ -670,7 +672,6 @@ static void
 ctx_defaults(bench_ctx *x)
 {
         *x = (bench_ctx) {
-                .modes = { true, true, true },
                 .clients = 16,
                 .duration_s = 12,
                 .warmup_s = 2,
@@ -681,6 +682,9 @@ ctx_defaults(bench_ctx *x)
                 .quiet_timeout_ms = 120000,
                 .out = "bench-out",
         };
+        for (int i = 0; i < BENCH_N_MODES; i++) {
+                x->modes[i] = true; /* every mode, unless --modes names some */
+        }
         x->clients_list[0] = 16;
         x->n_clients = 1;
         bench_workload_defaults(&x->w);
@@ -786,7 +790,8 @@ bench_sweep_main(int argc, char **argv)
                                 break;
                         }
                         const mode_result *r = &results[n++];
-                        printf("%-8s %3d clients  %8.1f orders/s  p50 %7.2f ms  p99 %7.2f ms  %s\n",
+                        printf(
+                            "%-13s %3d clients  %8.1f orders/s  p50 %7.2f ms  p99 %7.2f ms  %s\n",
                             r->mode, r->clients, r->orders_per_s, r->p50_ms, r->p99_ms,
                             r->check_ok ? "check PASS" : "check FAIL");
                         fflush(stdout);

@@ -14,8 +14,8 @@
 #include "workload.h"
 
 /* The three modes, in the order compare runs them. */
-#define BENCH_N_MODES 3
-extern const char *const bench_mode_names[BENCH_N_MODES]; /* saga, 2pc, monolith */
+#define BENCH_N_MODES 4
+extern const char *const bench_mode_names[BENCH_N_MODES]; /* saga, 2pc, monolith, orchestration */
 
 /* Everything measured about one mode at one client count. */
 typedef struct mode_result {

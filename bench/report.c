@@ -91,7 +91,7 @@ pglimit_json(const pglimit_result *p)
 void
 report_table(const mode_result *r, size_t n)
 {
-        printf("\n%-8s %7s %9s %8s %8s %8s %6s %6s %6s %8s %6s %6s %9s %6s %9s %6s\n", "mode",
+        printf("\n%-13s %7s %9s %8s %8s %8s %6s %6s %6s %8s %6s %6s %9s %6s %9s %6s\n", "mode",
             "clients", "orders/s", "p50 ms", "p99 ms", "p99.9 ms", "done%", "canc%", "comp%",
             "converge", "dirty", "viol", "replay/s", "ratio", "pglimit/s", "r/pgl");
         for (size_t i = 0; i < n; i++) {
@@ -110,7 +110,7 @@ report_table(const mode_result *r, size_t n)
                         snprintf(
                             dirty, sizeof(dirty), "%llu", (unsigned long long) m->obs.dirty_reads);
                 }
-                printf("%-8s %7d %9.1f %8.2f %8.2f %8.2f %6.1f %6.1f %6.1f %7.2fs %6s %6lld %9s "
+                printf("%-13s %7d %9.1f %8.2f %8.2f %8.2f %6.1f %6.1f %6.1f %7.2fs %6s %6lld %9s "
                        "%6s %9s "
                        "%6s\n",
                     m->mode, m->clients, m->orders_per_s, m->p50_ms, m->p99_ms, m->p999_ms,
