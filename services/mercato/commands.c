@@ -1380,12 +1380,14 @@ const cli_command cli_commands[] = {
             cli_seed_opts, 0, 0, cli_seed_run },
         { "check", NULL, "", "verify the consistency invariants across every database",
             cli_check_help, cli_check_opts, 0, 0, cli_check_run },
-        { "txn", "list", "", "the in-flight and in-doubt two-phase commits, every database",
+        { "txn", "list", "", "what is in flight: 2pc transactions, sagas and their steps",
             cli_txn_help, NULL, 0, 0, cli_txn_list_run },
-        { "txn", "show", "GID", "one two-phase commit: its decision and each branch", cli_txn_help,
-            NULL, 1, 1, cli_txn_show_run },
-        { "txn", "resolve", "GID commit|rollback", "finish an in-doubt two-phase commit by hand",
-            cli_txn_help, NULL, 2, 2, cli_txn_resolve_run },
+        { "txn", "show", "GID|ORDER",
+            "one transaction: a gid's branches, an order's saga and events", cli_txn_help, NULL, 1,
+            1, cli_txn_show_run },
+        { "txn", "resolve", "GID commit|rollback | ORDER retry",
+            "finish an in-doubt 2pc by hand, or drive a saga now", cli_txn_help, NULL, 2, 2,
+            cli_txn_resolve_run },
 };
 
 const size_t cli_n_commands = N_ELEMS(cli_commands);

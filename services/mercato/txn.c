@@ -26,6 +26,15 @@
  *   resolve  refused: a choreographed saga has no coordinator to decide for it; it ends
  *            when its events are delivered, or at its deadline
  *
+ * For the orchestrated saga (the id is an order id too):
+ *
+ *   list     the sagas not finished (forward or backward), with each step's state, the
+ *            most sends of a command and of a compensation, the last error, and "stuck"
+ *            once a compensation was sent [order] orch_stuck_after times (5)
+ *   show     the order, its saga (state, reason, deadline, next attempt) and its steps
+ *   resolve  ORDER retry: the orchestrator's recovery drives the saga at its next pass,
+ *            whatever its backoff (after the operator fixed what the last error names)
+ *
  * The monolith runs an order in one local transaction: nothing of it outlives the call.
  */
 #include <stdlib.h>
@@ -60,6 +69,37 @@ static const db_stmt saga_order_stmt_list[] = {
             " FROM orders WHERE status = 'PENDING' AND mode = 'saga' ORDER BY id LIMIT $1",
             1 },
 };
+/* ... and the orchestrated sagas' log, in the order's database. */
+static const db_stmt orch_stmt_list[] = {
+        { "cli_orch_open",
+            "SELECT s.order_id, s.state, s.reason,"
+            " (extract(epoch FROM clock_timestamp() - s.created_at) * 1000)::bigint,"
+            " max(t.attempts), max(t.compensations),"
+            " string_agg(t.name || ' ' || t.state, ', ' ORDER BY t.step),"
+            " coalesce(max(t.last_error) FILTER (WHERE t.last_error <> ''), '')"
+            " FROM orch_saga s JOIN orch_step t ON t.order_id = s.order_id"
+            " WHERE s.state IN ('forward', 'backward') GROUP BY s.order_id ORDER BY s.order_id"
+            " LIMIT $1",
+            1 },
+        { "cli_orch_saga",
+            "SELECT state, reason, (extract(epoch FROM deadline_at) * 1000)::bigint,"
+            " (extract(epoch FROM next_attempt_at) * 1000)::bigint, failed_branch,"
+            " failed_status, failed_message FROM orch_saga WHERE order_id = $1",
+            1 },
+        { "cli_orch_steps",
+            "SELECT step, name, state, attempts, compensations, last_error,"
+            " (extract(epoch FROM updated_at) * 1000)::bigint FROM orch_step"
+            " WHERE order_id = $1 ORDER BY step",
+            1 },
+        { "cli_orch_retry",
+            "UPDATE orch_saga SET next_attempt_at = now() WHERE order_id = $1"
+            " AND state IN ('forward', 'backward')",
+            1 },
+};
+
+static const db_stmt_table orch_stmts
+    = { orch_stmt_list, sizeof(orch_stmt_list) / sizeof(orch_stmt_list[0]) };
+
 static const db_stmt_table saga_order_stmts
     = { saga_order_stmt_list, sizeof(saga_order_stmt_list) / sizeof(saga_order_stmt_list[0]) };
 
@@ -135,12 +175,12 @@ dbs_open(cli *c, txn_dbs *d)
                 txn_db *t = &d->dbs[d->n++];
                 /* The coordinator's database also answers what failed on an order. */
                 const db_stmt_table tables[]
-                    = { txn_tpc_stmts, saga_stmts, order_stmts, saga_order_stmts };
+                    = { txn_tpc_stmts, saga_stmts, order_stmts, saga_order_stmts, orch_stmts };
                 bool is_order = strcmp(sections[i], "order") == 0;
                 t->section = sections[i];
                 t->conninfo = conninfo;
                 if (db_connect(
-                        conninfo, tables, is_order ? 4 : 2, &t->db, t->error, sizeof(t->error))
+                        conninfo, tables, is_order ? 5 : 2, &t->db, t->error, sizeof(t->error))
                     != RPC_OK) {
                         t->db = NULL;
                 }
@@ -611,6 +651,191 @@ saga_owns(const char *id)
         return n > 0 && n <= 18 && id[n] == '\0' && strtoll(id, NULL, 10) > 0;
 }
 
+/*
+ * orchestration
+ */
+
+/* [order] orch_stuck_after, as the order service reads it. */
+static int64_t
+stuck_after(const cli *c)
+{
+        return rpc_conf_get_int(c->conf, "order", "orch_stuck_after", 5);
+}
+
+/* Adds "orchestrated" to out: the sagas not finished, each with its steps, and stuck when
+ * a compensation was sent orch_stuck_after times. */
+static int
+orch_list(cli *c, txn_dbs *d, json_t *out)
+{
+        DB_RES_CLEANUP PGresult *res = NULL;
+        json_t *sagas = json_array();
+        int64_t stuck = stuck_after(c);
+        size_t n_stuck = 0;
+        char limit[16];
+        db_params p;
+
+        json_object_set_new(out, "orchestrated", sagas);
+        if (d->log == NULL) {
+                return CLI_EXIT_OK;
+        }
+        snprintf(limit, sizeof(limit), "%d", SAGA_LIST_MAX);
+        db_params_init(&p);
+        db_params_str(&p, limit);
+        if (db_exec(d->log, "cli_orch_open", &p, &res) != RPC_OK) {
+                cli_error(RPC_UNAVAILABLE, "order: %s", db_errmsg(d->log));
+                return CLI_EXIT_UNREACHABLE;
+        }
+        for (int r = 0; r < db_rows(res); r++) {
+                bool is_stuck = strcmp(db_get_str(res, r, 1), "backward") == 0
+                    && db_get_i64(res, r, 5) >= stuck;
+                n_stuck += is_stuck;
+                json_array_append_new(sagas,
+                    json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:b}", "order_id",
+                        (json_int_t) db_get_i64(res, r, 0), "state", db_get_str(res, r, 1),
+                        "reason", db_get_str(res, r, 2), "age_ms",
+                        (json_int_t) db_get_i64(res, r, 3), "max_attempts",
+                        (json_int_t) db_get_i64(res, r, 4), "max_compensations",
+                        (json_int_t) db_get_i64(res, r, 5), "steps", db_get_str(res, r, 6),
+                        "last_error", db_get_str(res, r, 7), "stuck", is_stuck));
+        }
+        if (!c->json) {
+                size_t i;
+                json_t *v;
+
+                printf("orchestrated sagas not finished: %zu (%zu stuck)\n", json_array_size(sagas),
+                    n_stuck);
+                json_array_foreach(sagas, i, v)
+                {
+                        printf("  order %-10lld %8lld ms  %s%s%s%s  [%s]%s%s\n",
+                            (long long) json_integer_value(json_object_get(v, "order_id")),
+                            (long long) json_integer_value(json_object_get(v, "age_ms")),
+                            json_string_value(json_object_get(v, "state")),
+                            json_string_length(json_object_get(v, "reason")) > 0 ? " " : "",
+                            json_string_value(json_object_get(v, "reason")),
+                            json_is_true(json_object_get(v, "stuck")) ? " STUCK" : "",
+                            json_string_value(json_object_get(v, "steps")),
+                            json_string_length(json_object_get(v, "last_error")) > 0 ? ": " : "",
+                            json_string_value(json_object_get(v, "last_error")));
+                }
+        }
+        return CLI_EXIT_OK;
+}
+
+/* The saga log of an orchestrated order, as JSON; NULL when the database fails. */
+static json_t *
+orch_log_json(db_conn *db, int64_t order_id)
+{
+        DB_RES_CLEANUP PGresult *saga = NULL;
+        DB_RES_CLEANUP PGresult *steps = NULL;
+        json_t *out, *list;
+        char arg[24];
+        db_params p;
+
+        snprintf(arg, sizeof(arg), "%lld", (long long) order_id);
+        db_params_init(&p);
+        db_params_str(&p, arg);
+        if (db_exec(db, "cli_orch_saga", &p, &saga) != RPC_OK
+            || db_exec(db, "cli_orch_steps", &p, &steps) != RPC_OK) {
+                return NULL;
+        }
+        if (db_rows(saga) != 1) {
+                return json_pack("{s:s}", "state", "none");
+        }
+        out = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:s}", "state", db_get_str(saga, 0, 0),
+            "reason", db_get_str(saga, 0, 1), "deadline_ms", (json_int_t) db_get_i64(saga, 0, 2),
+            "next_attempt_ms", (json_int_t) db_get_i64(saga, 0, 3), "failed_branch",
+            db_get_str(saga, 0, 4), "failed_status", db_get_str(saga, 0, 5), "failed_message",
+            db_get_str(saga, 0, 6));
+        list = json_array();
+        for (int r = 0; r < db_rows(steps); r++) {
+                json_array_append_new(list,
+                    json_pack("{s:I, s:s, s:s, s:I, s:I, s:s, s:I}", "step",
+                        (json_int_t) db_get_i64(steps, r, 0), "name", db_get_str(steps, r, 1),
+                        "state", db_get_str(steps, r, 2), "attempts",
+                        (json_int_t) db_get_i64(steps, r, 3), "compensations",
+                        (json_int_t) db_get_i64(steps, r, 4), "last_error", db_get_str(steps, r, 5),
+                        "updated_at_ms", (json_int_t) db_get_i64(steps, r, 6)));
+        }
+        json_object_set_new(out, "steps", list);
+        return out;
+}
+
+static void
+orch_log_print(const json_t *log)
+{
+        size_t i;
+        json_t *v;
+
+        printf("saga      %s%s%s%s%s\n", json_string_value(json_object_get(log, "state")),
+            json_string_length(json_object_get(log, "reason")) > 0 ? " " : "",
+            json_string_value(json_object_get(log, "reason")),
+            json_string_length(json_object_get(log, "failed_branch")) > 0 ? ", failed: " : "",
+            json_string_value(json_object_get(log, "failed_branch")));
+        json_array_foreach(json_object_get(log, "steps"), i, v)
+        {
+                printf("  %lld %-8s %-13s sent %lld, compensations %lld%s%s\n",
+                    (long long) json_integer_value(json_object_get(v, "step")),
+                    json_string_value(json_object_get(v, "name")),
+                    json_string_value(json_object_get(v, "state")),
+                    (long long) json_integer_value(json_object_get(v, "attempts")),
+                    (long long) json_integer_value(json_object_get(v, "compensations")),
+                    json_string_length(json_object_get(v, "last_error")) > 0 ? ": " : "",
+                    json_string_value(json_object_get(v, "last_error")));
+        }
+}
+
+static const char saga_no_resolve[]
+    = "a choreographed saga has no coordinator to decide for it: it ends when its events are "
+      "delivered (see `mercato txn show`), or CANCELLED at its deadline";
+
+/* An order id: an orchestrated saga's can be retried now; a choreographed one's is
+ * refused. */
+static int
+saga_resolve(cli *c, txn_dbs *d, const char *id, const char *action)
+{
+        int64_t order_id = strtoll(id, NULL, 10);
+        int64_t rows = 0;
+        char arg[24];
+        order_rec o;
+        db_params p;
+        rpc_status st;
+
+        (void) c;
+        st = d->log != NULL ? order_store_get(d->log, order_id, &o) : RPC_UNAVAILABLE;
+        if (st == RPC_NOT_FOUND) {
+                cli_error(st, "no order %lld", (long long) order_id);
+                return CLI_EXIT_SERVER;
+        }
+        if (st != RPC_OK) {
+                cli_error(st, "order: %s", d->log != NULL ? db_errmsg(d->log) : "no [order] db");
+                return CLI_EXIT_UNREACHABLE;
+        }
+        bool orchestrated = o.mode == ORDER_MODE_ORCHESTRATION;
+        order_rec_fini(&o);
+        if (!orchestrated) {
+                return cli_usage_error("%s: saga: %s", id, saga_no_resolve);
+        }
+        if (strcmp(action, "retry") != 0) {
+                return cli_usage_error(
+                    "%s: an orchestrated saga takes `retry` (drive it now), not '%s'", id, action);
+        }
+        snprintf(arg, sizeof(arg), "%lld", (long long) order_id);
+        db_params_init(&p);
+        db_params_str(&p, arg);
+        if (db_exec_count(d->log, "cli_orch_retry", &p, &rows) != RPC_OK) {
+                cli_error(RPC_UNAVAILABLE, "order: %s", db_errmsg(d->log));
+                return CLI_EXIT_UNREACHABLE;
+        }
+        if (rows == 0) {
+                cli_error(RPC_FAILED_PRECONDITION, "order %lld: its saga has ended",
+                    (long long) order_id);
+                return CLI_EXIT_SERVER;
+        }
+        printf("order %lld: its saga is due now; the order service's recovery drives it\n",
+            (long long) order_id);
+        return CLI_EXIT_OK;
+}
+
 static int
 saga_show(cli *c, txn_dbs *d, const char *id)
 {
@@ -639,7 +864,17 @@ saga_show(cli *c, txn_dbs *d, const char *id)
         json_object_set_new(out, "mode", json_string(order_mode_name(o.mode)));
         json_object_set_new(out, "created_at_ms", json_integer((json_int_t) o.created_at_ms));
         json_object_set_new(out, "updated_at_ms", json_integer((json_int_t) o.updated_at_ms));
+        bool orchestrated = o.mode == ORDER_MODE_ORCHESTRATION;
         order_rec_fini(&o);
+        if (orchestrated) {
+                json_t *log = orch_log_json(d->log, order_id);
+                if (log == NULL) {
+                        cli_error(RPC_UNAVAILABLE, "order: %s", db_errmsg(d->log));
+                        code = CLI_EXIT_UNREACHABLE;
+                } else {
+                        json_object_set_new(out, "saga", log);
+                }
+        }
         for (size_t i = 0; i < d->n; i++) {
                 DB_RES_CLEANUP PGresult *res = NULL;
                 db_params p;
@@ -682,6 +917,9 @@ saga_show(cli *c, txn_dbs *d, const char *id)
                 printf("status    %s%s%s\n", json_string_value(json_object_get(out, "status")),
                     json_string_length(json_object_get(out, "reason")) > 0 ? " " : "",
                     json_string_value(json_object_get(out, "reason")));
+                if (json_object_get(out, "saga") != NULL) {
+                        orch_log_print(json_object_get(out, "saga"));
+                }
                 printf("events    %zu deliveries\n", json_array_size(events));
                 json_array_foreach(events, i, v)
                 {
@@ -719,11 +957,11 @@ typedef struct txn_mode {
 
 /* An order id is tried before a GID: a GID always holds a colon. */
 static const txn_mode txn_modes[] = {
-        { "saga", saga_list, saga_owns, saga_show, NULL,
-            "a choreographed saga has no coordinator to decide for it: it ends when its events "
-            "are delivered (see `mercato txn show`), or CANCELLED at its deadline" },
+        { "saga", saga_list, saga_owns, saga_show, saga_resolve, NULL },
         { "2pc", tpc_list, tpc_owns, tpc_show, tpc_resolve, NULL },
         { "monolith", NULL, NULL, NULL, NULL, NULL },
+        /* Its order ids are the saga entry's: show and resolve look at the order's mode. */
+        { "orchestration", orch_list, NULL, NULL, NULL, NULL },
 };
 
 #define N_TXN_MODES (sizeof(txn_modes) / sizeof(txn_modes[0]))
@@ -816,4 +1054,7 @@ const char cli_txn_help[]
       "  resolve  commits or rolls back a gid by hand: the decision is logged first, and a\n"
       "           gid whose logged decision is commit is never rolled back (nor an aborted\n"
       "           one committed); the order service's recovery then records the order.\n"
-      "           A saga has no coordinator: resolving an order id is refused\n";
+      "           ORDER retry: an orchestrated saga is driven at once, whatever its backoff;\n"
+      "           a choreographed saga has no coordinator: resolving it is refused\n"
+      "  list and show also give the orchestrated sagas not finished and their steps;\n"
+      "  a saga whose compensation was sent [order] orch_stuck_after times is stuck\n";

@@ -42,7 +42,8 @@
 #define TOPOLOGY                                                                                   \
         "[order]\n"                                                                                \
         "saga_timeout_ms = 4000\n"                                                                 \
-        "saga_scan_ms = 200\n"
+        "saga_scan_ms = 200\n"                                                                     \
+        "orch_stuck_after = 2\n"
 
 static const svc_seed seed = {
         .products = PRODUCTS,
@@ -388,8 +389,9 @@ test_orch_participant_paused(void **state)
 }
 
 /* Payment stopped past the deadline: the saga goes backward with reason timeout, the
- * capture's compensation waits for payment, and once it is back the order ends CANCELLED
- * with nothing left anywhere. */
+ * capture's compensation waits for payment, `mercato txn list` shows it stuck (after
+ * orch_stuck_after = 2 sends), `txn resolve ORDER retry` drives it once payment is back,
+ * and the order ends CANCELLED with nothing left anywhere. */
 static void
 test_orch_participant_down_past_deadline(void **state)
 {
@@ -400,9 +402,34 @@ test_orch_participant_down_past_deadline(void **state)
         (void) state;
         harness_cluster_signal(g_mc->hc, "payment", SIGSTOP);
         place(3, SAGA_TIMEOUT_MS + 2000, &r);
-        usleep(1000 * 1000);
-        harness_cluster_signal(g_mc->hc, "payment", SIGCONT);
         assert_int_equal(r.st, RPC_OK);
+        /* Backward, its capture's compensation unanswered: listed, then stuck. */
+        char out[16384], line[64];
+        bool stuck = false;
+        snprintf(line, sizeof(line), "order %-10lld", (long long) r.order_id);
+        for (int i = 0; i < 100 && !stuck; i++) {
+                assert_int_equal(harness_cli(g_mc->hc, out, sizeof(out), "txn list"), 0);
+                const char *at = strstr(out, line);
+                stuck = at != NULL && strstr(at, "backward timeout STUCK") != NULL;
+                if (!stuck) {
+                        usleep(200 * 1000);
+                }
+        }
+        if (!stuck) {
+                fail_msg("order %lld never listed stuck:\n%s", (long long) r.order_id, out);
+        }
+        assert_int_equal(
+            harness_cli(g_mc->hc, out, sizeof(out), "txn show %lld", (long long) r.order_id), 0);
+        assert_non_null(strstr(out, "saga      backward timeout"));
+        assert_non_null(strstr(out, "capture  compensating"));
+        assert_int_equal(harness_cli(g_mc->hc, out, sizeof(out), "txn resolve %lld commit",
+                             (long long) r.order_id),
+            2);
+        /* Due now, while payment is still stopped: the saga cannot have ended. */
+        assert_int_equal(harness_cli(g_mc->hc, out, sizeof(out), "txn resolve %lld retry",
+                             (long long) r.order_id),
+            0);
+        harness_cluster_signal(g_mc->hc, "payment", SIGCONT);
         expect_end(r.order_id, MU_CANCELLED, "timeout");
         assert_true(mu_wait_quiet(g_mc->hc, MU_SPLIT, QUIET_MS));
         after = mu_snapshot(g_mc->hc, MU_SPLIT);
@@ -476,6 +503,15 @@ test_orch_crash_backward(void **state)
         }
 }
 
+/* A paused participant goes on, whatever the test asserted. */
+static int
+resume_payment(void **state)
+{
+        (void) state;
+        harness_cluster_signal(g_mc->hc, "payment", SIGCONT);
+        return 0;
+}
+
 int
 main(void)
 {
@@ -484,8 +520,8 @@ main(void)
                 cmocka_unit_test(test_orch_commands_twice),
                 cmocka_unit_test(test_orch_compensation_first),
                 cmocka_unit_test(test_orch_bad_commands),
-                cmocka_unit_test(test_orch_participant_paused),
-                cmocka_unit_test(test_orch_participant_down_past_deadline),
+                cmocka_unit_test_teardown(test_orch_participant_paused, resume_payment),
+                cmocka_unit_test_teardown(test_orch_participant_down_past_deadline, resume_payment),
                 cmocka_unit_test(test_orch_crash_forward),
                 cmocka_unit_test(test_orch_crash_backward),
         };
