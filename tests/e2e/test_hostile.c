@@ -54,10 +54,10 @@
 #define N_SVC 6
 #define THREADS 4
 #define MALFORMED_MIN 1000
-#define GOOD_EVERY 8       /* a good call after every this many malformed requests */
-#define ORDERS_PER_ROUND 3 /* good orders per thread per round: one per mode */
-#define CALL_MS 15000      /* a malformed request unanswered after this is a hang */
-#define DROP_MS 1500       /* a frame nng drops: how long the client waits for nothing */
+#define GOOD_EVERY 8                /* a good call after every this many malformed requests */
+#define ORDERS_PER_ROUND MU_N_MODES /* good orders per thread per round: one per mode */
+#define CALL_MS 15000               /* a malformed request unanswered after this is a hang */
+#define DROP_MS 1500                /* a frame nng drops: how long the client waits for nothing */
 #define QUIET_MS 90000
 
 /* The receive limits of the test's topology. cart, user, payment and dataplatform take
@@ -113,6 +113,7 @@ static const ProtobufCServiceDescriptor *const known_services[] = {
         &mercato__dataplatform__v1__data_platform_service__descriptor,
         &mercato__event__v1__event_sink__descriptor,
         &mercato__txn__v1__participant__descriptor,
+        &mercato__txn__v1__saga_participant__descriptor,
 };
 
 /*
@@ -1465,9 +1466,10 @@ test_hostile_input(void **state)
             (unsigned long long) raw_conns, (unsigned long long) raw_closed_by_peer);
         fprintf(stderr,
             "hostile: good calls %llu of %llu succeeded; orders saga %lld 2pc %lld"
-            " monolith %lld\n",
+            " monolith %lld orchestration %lld\n",
             (unsigned long long) good_ok, (unsigned long long) good_sent,
-            (long long) good_orders[0], (long long) good_orders[1], (long long) good_orders[2]);
+            (long long) good_orders[0], (long long) good_orders[1], (long long) good_orders[2],
+            (long long) good_orders[3]);
         assert_true(light.n >= MALFORMED_MIN);
         assert_true(malformed_sent >= ROUNDS * MALFORMED_MIN);
         assert_int_equal(malformed_bad, 0);
@@ -1503,8 +1505,15 @@ test_hostile_input(void **state)
         assert_true(mu_wait_quiet(mc->hc, MU_SPLIT, QUIET_MS));
         assert_true(mu_wait_quiet(mc->hc, MU_MONOLITH, QUIET_MS));
         assert_int_equal(run_mercato("check --baseline %s", baseline), 0);
-        split_orders = good_orders[0] + good_orders[1];
-        mono_orders = good_orders[2];
+        split_orders = 0;
+        mono_orders = 0;
+        for (int k = 0; k < MU_N_MODES; k++) {
+                if (mu_dataset_of(mu_modes[k]) == MU_MONOLITH) {
+                        mono_orders += good_orders[k];
+                } else {
+                        split_orders += good_orders[k];
+                }
+        }
         for (int d = 0; d < 2; d++) {
                 mu_dataset ds = (mu_dataset) d;
                 int64_t want = ds == MU_SPLIT ? split_orders : mono_orders;

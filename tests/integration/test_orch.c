@@ -175,10 +175,10 @@ test_orch_happy_path_log(void **state)
         assert_int_equal(r.st, RPC_OK);
         assert_int_equal(r.status, MU_COMPLETED);
         assert_int_equal(r.mode, (int) MU_ORCH);
-        assert_string_equal(
-            mu_strf(db("order"), "SELECT state FROM orch_saga WHERE order_id = %lld",
-                (long long) r.order_id),
-            "completed");
+        char *saga_state = mu_strf(db("order"), "SELECT state FROM orch_saga WHERE order_id = %lld",
+            (long long) r.order_id);
+        assert_string_equal(saga_state, "completed");
+        free(saga_state);
         assert_int_equal(mu_i64f(db("order"),
                              "SELECT count(*) FROM orch_step WHERE order_id = %lld"
                              " AND state = 'done' AND attempts = 1 AND compensations = 0",
