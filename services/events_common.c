@@ -117,6 +117,18 @@ events_sink_order_completed(rpc_call *call, const Mercato__Event__V1__Event *req
         return RPC_OK;
 }
 
+/* FAILED_PRECONDITION, with the call's message set, for a call on the monolith dataset:
+ * no saga runs there. */
+static rpc_status
+refuse_monolith(rpc_call *call)
+{
+        if (svc_call_dataset(call) != SVC_DATASET_SPLIT) {
+                return rpc_call_error(
+                    call, RPC_FAILED_PRECONDITION, "no saga runs on the monolith dataset");
+        }
+        return RPC_OK;
+}
+
 rpc_status
 events_saga_order(rpc_call *call, const Mercato__Event__V1__Event *req, ProtobufCMessage **ret_msg)
 {
@@ -124,9 +136,9 @@ events_saga_order(rpc_call *call, const Mercato__Event__V1__Event *req, Protobuf
         char err[256] = "";
         rpc_status st;
 
-        if (svc_call_dataset(call) != SVC_DATASET_SPLIT) {
-                return rpc_call_error(
-                    call, RPC_FAILED_PRECONDITION, "no saga runs on the monolith dataset");
+        st = refuse_monolith(call);
+        if (st != RPC_OK) {
+                return st;
         }
         st = rpc_payload_unpack(&mercato__event__v1__saga_order__descriptor, req->payload.data,
             req->payload.len, &msg, err, sizeof(err));
@@ -155,33 +167,31 @@ events_check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so,
 }
 
 rpc_status
-events_command_check(rpc_call *call, const Mercato__Txn__V1__SagaCommand *req,
-    const char *const *actions, size_t n, size_t *ret_index)
+events_command_run(rpc_call *call, const Mercato__Txn__V1__SagaCommand *req, const char *step,
+    const char *undo, events_command_fn run, Mercato__Txn__V1__SagaCommandReply *resp)
 {
-        if (svc_call_dataset(call) != SVC_DATASET_SPLIT) {
-                return rpc_call_error(
-                    call, RPC_FAILED_PRECONDITION, "no saga runs on the monolith dataset");
+        bool duplicate = false;
+        txn_outcome out;
+        rpc_status st;
+
+        st = refuse_monolith(call);
+        if (st != RPC_OK) {
+                return st;
         }
         if (req->order == NULL) {
                 return rpc_call_error(call, RPC_INVALID_ARGUMENT, "a command needs its order");
         }
-        for (size_t i = 0; i < n; i++) {
-                if (strcmp(req->action, actions[i]) == 0) {
-                        *ret_index = i;
-                        return RPC_OK;
-                }
+        if (strcmp(req->action, step) != 0 && strcmp(req->action, undo) != 0) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT,
+                    "unknown action (this service runs %s and %s)", step, undo);
         }
-        return rpc_call_error(call, RPC_INVALID_ARGUMENT,
-            "unknown action (this service runs %s%s%s)", actions[0], n > 1 ? " and " : "",
-            n > 1 ? actions[1] : "");
-}
-
-void
-events_command_reply(rpc_call *call, const txn_outcome *out, bool duplicate,
-    Mercato__Txn__V1__SagaCommandReply *resp)
-{
-        resp->done = out->reason[0] == '\0';
-        resp->reason = rpc_call_strdup(call, out->reason);
-        resp->discount = out->discount;
+        st = run(call, req->order, strcmp(req->action, step) == 0, &out, &duplicate);
+        if (st != RPC_OK) {
+                return st;
+        }
+        resp->done = out.reason[0] == '\0';
+        resp->reason = rpc_call_strdup(call, out.reason);
+        resp->discount = out.discount;
         resp->duplicate = duplicate;
+        return RPC_OK;
 }

@@ -56,14 +56,18 @@ rpc_status events_check_saga_order(
 /* The method count of SagaParticipant (Run), served by product, user and payment. */
 #define EVENTS_N_COMMAND_METHODS 1
 
-/* Checks an orchestrator's command (SagaParticipant/Run) by the rules of every participant:
- * the split dataset (FAILED_PRECONDITION on the monolith's), an order, and an action among
- * actions[0..n-1] (INVALID_ARGUMENT, naming the ones known). *ret_index is the action's. */
-rpc_status events_command_check(rpc_call *call, const Mercato__Txn__V1__SagaCommand *req,
-    const char *const *actions, size_t n, size_t *ret_index) RPC_WARN_UNUSED;
+/* What a participant runs for an orchestrator's command: its step (forward) or the step's
+ * compensation, on a SagaOrder the caller checked for presence only; *out and
+ * *ret_duplicate as events_orch_consume gives them. */
+typedef rpc_status (*events_command_fn)(rpc_call *call, const Mercato__Event__V1__SagaOrder *so,
+    bool forward, txn_outcome *out, bool *ret_duplicate);
 
-/* Fills a command's reply from its outcome, in the call's arena. */
-void events_command_reply(rpc_call *call, const txn_outcome *out, bool duplicate,
-    Mercato__Txn__V1__SagaCommandReply *resp);
+/* The whole SagaParticipant/Run of a participant whose step is the action `step` and its
+ * compensation `undo`: refuses the monolith dataset (FAILED_PRECONDITION), a command
+ * without an order and any other action (INVALID_ARGUMENT, naming the two), then runs it
+ * and fills the reply from its outcome, in the call's arena. */
+rpc_status events_command_run(rpc_call *call, const Mercato__Txn__V1__SagaCommand *req,
+    const char *step, const char *undo, events_command_fn run,
+    Mercato__Txn__V1__SagaCommandReply *resp) RPC_WARN_UNUSED;
 
 #endif

@@ -101,23 +101,10 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         return RPC_OK;
 }
 
-/* An orchestrator's command: capture, or its compensation refund. */
+/* An orchestrator's command: capture (saga_run's capture true), or its compensation refund. */
 RPC_HANDLER(handle_run, Mercato__Txn__V1__SagaCommand, Mercato__Txn__V1__SagaCommandReply)
 {
-        static const char *const actions[] = { "capture", "refund" };
-        txn_outcome out;
-        bool duplicate = false;
-        size_t k = 0;
-        rpc_status st;
-
-        st = events_command_check(call, req, actions, 2, &k);
-        if (st == RPC_OK) {
-                st = saga_run(call, req->order, k == 0, &out, &duplicate);
-        }
-        if (st == RPC_OK) {
-                events_command_reply(call, &out, duplicate, resp);
-        }
-        return st;
+        return events_command_run(call, req, "capture", "refund", saga_run, resp);
 }
 
 const rpc_method payment_command_methods[EVENTS_N_COMMAND_METHODS] = {

@@ -192,23 +192,16 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
 }
 
 /* An orchestrator's command: reserve, or its compensation release. */
+static rpc_status
+run_command(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, bool forward, txn_outcome *out,
+    bool *ret_duplicate)
+{
+        return saga_run(call, so, forward ? SAGA_RESERVE : SAGA_COMPENSATE, out, ret_duplicate);
+}
+
 RPC_HANDLER(handle_run, Mercato__Txn__V1__SagaCommand, Mercato__Txn__V1__SagaCommandReply)
 {
-        static const char *const actions[] = { "reserve", "release" };
-        txn_outcome out;
-        bool duplicate = false;
-        size_t k = 0;
-        rpc_status st;
-
-        st = events_command_check(call, req, actions, 2, &k);
-        if (st == RPC_OK) {
-                st = saga_run(
-                    call, req->order, k == 0 ? SAGA_RESERVE : SAGA_COMPENSATE, &out, &duplicate);
-        }
-        if (st == RPC_OK) {
-                events_command_reply(call, &out, duplicate, resp);
-        }
-        return st;
+        return events_command_run(call, req, "reserve", "release", run_command, resp);
 }
 
 const rpc_method product_command_methods[EVENTS_N_COMMAND_METHODS] = {
