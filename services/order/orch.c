@@ -79,11 +79,6 @@
 /* After this many compensations sent for one step a saga shows as stuck, by default. */
 #define ORCH_STUCK_AFTER_DEFAULT 5
 
-/* A PlaceOrder answers this much before its call's deadline, and one with no deadline
- * waits this long past the saga's. */
-#define ORCH_REPLY_MARGIN_MS 200
-#define ORCH_WAIT_GRACE_MS 1000
-
 /* How long a PlaceOrder waits for the orchestrator to start. */
 #define ORCH_START_WAIT_MS 10000
 
@@ -107,7 +102,8 @@ static struct {
         pthread_cond_t cv;
         int64_t claimed[ORCH_CLAIMS_MAX];
         size_t n_claimed;
-        char crash_at[32]; /* orch_crash_at; "" for none */
+        char crash_at[32];        /* orch_crash_at; "" for none */
+        order_orch_driver driver; /* the moves' commands and hooks, set at start */
 } orch = {
         .mu = PTHREAD_MUTEX_INITIALIZER,
         .cv = PTHREAD_COND_INITIALIZER,
@@ -268,21 +264,16 @@ drive(db_conn *db, int64_t order_id, int64_t until_mono_ms, order_rec *rec, rpc_
                 int64_t wait = 0;
                 bool terminal = false;
 
-                const order_orch_driver d = {
-                        .command = command_send,
-                        .point = crash_if,
-                        .completed = completed,
-                        .complete_sw = svc_step(svc_conf(orch.s), "order", "complete"),
-                        .call_timeout_ms = ORCH_CALL_TIMEOUT_MS,
-                        .stuck_after = orch.stuck_after,
-                };
                 /* A PlaceOrder's command waits no longer than the call can. */
                 int64_t budget
                     = until_mono_ms > 0 ? until_mono_ms - rpc_now_mono_ms() : ORCH_CALL_TIMEOUT_MS;
 
-                st = order_orch_move(db, &d, &order, budget, &wait, &terminal, rec);
-                if (st != RPC_OK || terminal) {
-                        end = terminal ? DRIVE_TERMINAL : DRIVE_FAILED;
+                st = order_orch_move(db, &orch.driver, &order, budget, &wait, &terminal, rec);
+                if (terminal) {
+                        end = DRIVE_TERMINAL;
+                        break;
+                }
+                if (st != RPC_OK) {
                         break;
                 }
                 if (wait == 0) {
@@ -351,22 +342,6 @@ recovery_main(void *arg)
  * PlaceOrder
  */
 
-/* The monotonic time by which a PlaceOrder answers. */
-static int64_t
-answer_by(const rpc_call *call)
-{
-        int64_t now = rpc_now_mono_ms();
-        int64_t deadline = rpc_call_deadline_unix_ms(call);
-        int64_t left, margin;
-
-        if (deadline <= 0) {
-                return now + orch.timeout_ms + ORCH_WAIT_GRACE_MS;
-        }
-        left = deadline - rpc_now_unix_ms();
-        margin = left / 10 < ORCH_REPLY_MARGIN_MS ? left / 10 : ORCH_REPLY_MARGIN_MS;
-        return now + left - (margin > 0 ? margin : 0);
-}
-
 /* Drives the saga of order_id for the call, unless another driver has it, and answers
  * with the order as it is then. */
 static rpc_status
@@ -377,7 +352,7 @@ drive_and_answer(rpc_call *call, db_conn *db, int64_t order_id, bool start,
         rpc_status st = RPC_OK;
 
         if (start && claim(order_id)) {
-                drive_end end = drive(db, order_id, answer_by(call), &rec, &st);
+                drive_end end = drive(db, order_id, order_saga_answer_by(call), &rec, &st);
                 unclaim(order_id);
                 if (end == DRIVE_TERMINAL) {
                         resp->order = order_msg(call, &rec, NULL);
@@ -505,19 +480,6 @@ orch_place(rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrde
  * Life cycle
  */
 
-static rpc_client *
-open_peer(const rpc_conf *conf, const char *name)
-{
-        const char *address = rpc_conf_get(conf, name, "address");
-        rpc_client_opts co = { .timeout_ms = ORCH_CALL_TIMEOUT_MS };
-        rpc_client *c = NULL;
-
-        if (address == NULL || rpc_client_open(address, &co, &c) != RPC_OK) {
-                return NULL;
-        }
-        return c;
-}
-
 /* Reads [order] saga_timeout_ms (the deadline), saga_scan_ms (recovery's period) and
  * orch_stuck_after, opens the participants' clients and starts recovery. */
 static rpc_status
@@ -533,16 +495,21 @@ orch_start(svc *s)
         }
         orch.s = s;
         orch.timeout_ms = order_saga_timeout_ms();
-        orch.scan_ms = rpc_conf_get_int(
-            conf, "order", "saga_scan_ms", SAGA_SCAN_MS_DEFAULT); /* checked by saga */
+        orch.scan_ms = order_saga_scan_ms();
         orch.stuck_after = (int) stuck;
+        const char *crash = rpc_conf_get(conf, "order", "orch_crash_at");
         snprintf(orch.crash_at, sizeof(orch.crash_at), "%s",
-            rpc_conf_get(conf, "order", "orch_crash_at") != NULL
-                    && strcmp(rpc_conf_get(conf, "order", "orch_crash_at"), "none") != 0
-                ? rpc_conf_get(conf, "order", "orch_crash_at")
-                : "");
+            crash != NULL && strcmp(crash, "none") != 0 ? crash : "");
+        orch.driver = (order_orch_driver) {
+                .command = command_send,
+                .point = crash_if,
+                .completed = completed,
+                .complete_sw = svc_step(conf, "order", "complete"),
+                .call_timeout_ms = ORCH_CALL_TIMEOUT_MS,
+                .stuck_after = orch.stuck_after,
+        };
         for (int i = 0; i < ORDER_ORCH_STEPS; i++) {
-                orch.peers[i] = open_peer(conf, peer_names[i]);
+                orch.peers[i] = order_saga_open_peer(conf, peer_names[i], ORCH_CALL_TIMEOUT_MS);
         }
         atomic_store(&orch.stopping, false);
         if (pthread_create(&orch.recovery, NULL, recovery_main, NULL) != 0) {

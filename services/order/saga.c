@@ -94,14 +94,22 @@ static struct {
         rpc_client *product; /* NULL: no address in the topology */
         rpc_client *user;
         int64_t timeout_ms;
+        int64_t scan_ms;
 } saga = {
         .timeout_ms = SAGA_TIMEOUT_MS_DEFAULT,
+        .scan_ms = SAGA_SCAN_MS_DEFAULT,
 };
 
 int64_t
 order_saga_timeout_ms(void)
 {
         return saga.timeout_ms;
+}
+
+int64_t
+order_saga_scan_ms(void)
+{
+        return saga.scan_ms;
 }
 
 /* Runs an end, retried when it aborts; then wakes the relay and answers the waiters. */
@@ -146,9 +154,8 @@ order_saga_cancel(svc *s, db_conn *db, int64_t order_id, const char *reason, boo
  * PlaceOrder
  */
 
-/* The monotonic time at which a waiter of call answers PENDING. */
-static int64_t
-waiter_until(const rpc_call *call)
+int64_t
+order_saga_answer_by(const rpc_call *call)
 {
         int64_t now = rpc_now_mono_ms();
         int64_t deadline = rpc_call_deadline_unix_ms(call);
@@ -282,7 +289,7 @@ answer_existing(
         order_rec now;
 
         if (rec->status == ORDER_PENDING && rec->mode == ORDER_MODE_SAGA
-            && saga_waiter_add(call, rec, waiter_until(call), true)) {
+            && saga_waiter_add(call, rec, order_saga_answer_by(call), true)) {
                 int64_t order_id = rec->order_id;
 
                 order_rec_fini(rec);
@@ -345,7 +352,7 @@ create_tx(rpc_call *call, db_conn *db, const order_new *on, bool first_event, or
         }
         if (st == RPC_OK) {
                 rec->updated_at_ms = rec->created_at_ms;
-                *ret_waiting = saga_waiter_add(call, rec, waiter_until(call), false);
+                *ret_waiting = saga_waiter_add(call, rec, order_saga_answer_by(call), false);
                 st = db_commit(db);
         }
         if (st == RPC_OK) {
@@ -459,11 +466,11 @@ saga_place(rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrde
  * Life cycle
  */
 
-static rpc_client *
-open_peer(const rpc_conf *conf, const char *name)
+rpc_client *
+order_saga_open_peer(const rpc_conf *conf, const char *name, int64_t timeout_ms)
 {
         const char *address = rpc_conf_get(conf, name, "address");
-        rpc_client_opts co = { .timeout_ms = SAGA_CALL_TIMEOUT_MS };
+        rpc_client_opts co = { .timeout_ms = timeout_ms };
         rpc_client *c = NULL;
 
         if (address == NULL || rpc_client_open(address, &co, &c) != RPC_OK) {
@@ -492,8 +499,9 @@ saga_start(svc *s)
                 return RPC_INVALID_ARGUMENT;
         }
         saga.timeout_ms = timeout_ms;
-        saga.product = open_peer(conf, "product");
-        saga.user = open_peer(conf, "user");
+        saga.scan_ms = scan_ms;
+        saga.product = order_saga_open_peer(conf, "product", SAGA_CALL_TIMEOUT_MS);
+        saga.user = order_saga_open_peer(conf, "user", SAGA_CALL_TIMEOUT_MS);
         st = saga_clock_start(s, timeout_ms, scan_ms);
         if (st != RPC_OK) {
                 return st;

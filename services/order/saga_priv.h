@@ -60,8 +60,18 @@ rpc_status order_saga_price(
  * (NOT_FOUND), refused before anything is written. */
 rpc_status order_saga_check_user(rpc_call *call, int64_t user_id) RPC_WARN_UNUSED;
 
-/* The configured saga deadline, in ms. */
+/* The configured saga deadline and deadline scan period ([order] saga_timeout_ms and
+ * saga_scan_ms, checked at start), in ms. The orchestrated saga uses both too. */
 int64_t order_saga_timeout_ms(void);
+int64_t order_saga_scan_ms(void);
+
+/* The monotonic time by which a PlaceOrder that waits for its saga answers: a little before
+ * the call's deadline, or past the saga's deadline when the call has none. */
+int64_t order_saga_answer_by(const rpc_call *call);
+
+/* A client of the topology's service name, with calls of timeout_ms; NULL when the
+ * topology names no address for it or the client cannot be opened. */
+rpc_client *order_saga_open_peer(const rpc_conf *conf, const char *name, int64_t timeout_ms);
 
 /*
  * The clock (saga_clock.c): the reply waiters, their timer, and the deadline scan.
