@@ -51,9 +51,9 @@ static const db_stmt orch_stmt_list[] = {
             " WHERE order_id = $1 ORDER BY step",
             1 },
         /* $1 order, $2 step, $3 state, $4 sent (0/1), $5 compensation (0/1), $6 last_error
-         * (NULL keeps it) */
+         * (a NULL state or last_error keeps it) */
         { "orch_step_set",
-            "UPDATE orch_step SET state = $3, attempts = attempts + $4,"
+            "UPDATE orch_step SET state = coalesce($3, state), attempts = attempts + $4,"
             " compensations = compensations + $5, last_error = coalesce($6, last_error),"
             " updated_at = now() WHERE order_id = $1 AND step = $2",
             6 },
@@ -109,61 +109,48 @@ name_index(const char *const *names, int n, const char *name)
         return -1;
 }
 
-/* Rolls back and returns st. */
-static rpc_status
-undo(db_conn *db, rpc_status st)
-{
-        db_rollback(db);
-        return st;
-}
+/* What create_tx writes and draws. */
+typedef struct create_arg {
+        const order_new *on;
+        int64_t timeout_ms;
+        int64_t order_id;
+        int64_t *ret_created_at_ms;
+} create_arg;
 
 static rpc_status
-create_once(db_conn *db, const order_new *on, int64_t timeout_ms, int64_t *ret_order_id,
-    int64_t *ret_created_at_ms)
+create_tx(db_conn *db, void *arg)
 {
-        int64_t order_id = 0;
+        create_arg *a = arg;
         db_params p;
         rpc_status st;
 
-        st = db_begin(db);
-        if (st != RPC_OK) {
-                return st;
-        }
-        st = order_store_create(db, on, &order_id, ret_created_at_ms);
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        db_params_init(&p);
-        db_params_i64(&p, order_id);
-        db_params_i64(&p, timeout_ms);
-        st = db_exec(db, "orch_create", &p, NULL);
+        st = order_store_create(db, a->on, &a->order_id, a->ret_created_at_ms);
         if (st == RPC_OK) {
                 db_params_init(&p);
-                db_params_i64(&p, order_id);
-                st = db_exec(db, "orch_create_steps", &p, NULL);
+                db_params_i64(&p, a->order_id);
+                db_params_i64(&p, a->timeout_ms);
+                st = db_exec(db, "orch_create", &p, NULL);
         }
         if (st == RPC_OK) {
-                st = db_commit(db);
+                db_params_init(&p);
+                db_params_i64(&p, a->order_id);
+                st = db_exec(db, "orch_create_steps", &p, NULL);
         }
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
-        *ret_order_id = order_id;
-        return RPC_OK;
+        return st;
 }
 
 rpc_status
 order_orch_create(db_conn *db, const order_new *on, int64_t timeout_ms, int64_t *ret_order_id,
     int64_t *ret_created_at_ms)
 {
-        rpc_status st;
+        create_arg a
+            = { .on = on, .timeout_ms = timeout_ms, .ret_created_at_ms = ret_created_at_ms };
+        rpc_status st = db_transaction(db, ORCH_TX_ATTEMPTS, create_tx, &a);
 
-        for (int attempt = 1;; attempt++) {
-                st = create_once(db, on, timeout_ms, ret_order_id, ret_created_at_ms);
-                if (st == RPC_OK || !db_retryable(st) || attempt == ORCH_TX_ATTEMPTS) {
-                        return st;
-                }
+        if (st == RPC_OK) {
+                *ret_order_id = a.order_id;
         }
+        return st;
 }
 
 rpc_status
@@ -213,18 +200,21 @@ order_orch_load(db_conn *db, int64_t order_id, order_orch_saga *ret)
         return ret->state >= ORDER_ORCH_FORWARD ? RPC_OK : RPC_INTERNAL;
 }
 
-/* The step update, in the caller's transaction or on its own. */
+/* The step update, in the caller's transaction or on its own; state NULL keeps it. */
 static rpc_status
-step_set(db_conn *db, int64_t order_id, int step, order_orch_step_state state, bool sent,
+step_set(db_conn *db, int64_t order_id, int step, const char *state, bool compensation, bool sent,
     const char *last_error)
 {
-        bool compensation = state == ORDER_ORCH_COMPENSATING;
         db_params p;
 
         db_params_init(&p);
         db_params_i64(&p, order_id);
         db_params_i64(&p, step);
-        db_params_str(&p, order_orch_step_state_name(state));
+        if (state != NULL) {
+                db_params_str(&p, state);
+        } else {
+                db_params_null(&p);
+        }
         db_params_i64(&p, sent && !compensation ? 1 : 0);
         db_params_i64(&p, sent && compensation ? 1 : 0);
         if (last_error != NULL) {
@@ -242,135 +232,155 @@ order_orch_step_set(db_conn *db, int64_t order_id, int step, order_orch_step_sta
         if (step < 1 || step > ORDER_ORCH_STEPS) {
                 return RPC_INVALID_ARGUMENT;
         }
-        return step_set(db, order_id, step, state, sent, last_error);
+        return step_set(db, order_id, step, order_orch_step_state_name(state),
+            state == ORDER_ORCH_COMPENSATING, sent, last_error);
+}
+
+/* What step_done_tx and backward_tx write. */
+typedef struct change_arg {
+        int64_t order_id;
+        int step;
+        int64_t discount;
+        const char *reason;
+        const order_failure *f;
+        const char *last_error;
+} change_arg;
+
+static rpc_status
+step_done_tx(db_conn *db, void *arg)
+{
+        const change_arg *a = arg;
+        db_params p;
+        rpc_status st;
+
+        st = step_set(db, a->order_id, a->step, "done", false, false, "");
+        if (st == RPC_OK) {
+                db_params_init(&p);
+                db_params_i64(&p, a->order_id);
+                db_params_i64(&p, a->discount);
+                st = db_exec(db, "orch_discount", &p, NULL);
+        }
+        return st;
 }
 
 rpc_status
 order_orch_step_done(db_conn *db, int64_t order_id, int step, int64_t discount)
 {
-        db_params p;
-        rpc_status st;
+        change_arg a = { .order_id = order_id, .step = step, .discount = discount };
 
-        st = db_begin(db);
-        if (st == RPC_OK) {
-                st = step_set(db, order_id, step, ORDER_ORCH_DONE, false, "");
+        return db_transaction(db, 1, step_done_tx, &a);
+}
+
+static rpc_status
+backward_tx(db_conn *db, void *arg)
+{
+        const change_arg *a = arg;
+        const order_failure *f = a->f;
+        db_params p;
+        rpc_status st = RPC_OK;
+
+        if (a->step > 0) {
+                /* A "no" leaves nothing to undo; any other cause leaves the step as it was
+                 * (sent: done or not), for its compensation to settle. */
+                bool refused = f == NULL && strcmp(a->reason, "timeout") != 0;
+                st = step_set(db, a->order_id, a->step, refused ? "refused" : NULL, false, false,
+                    a->last_error);
         }
         if (st == RPC_OK) {
                 db_params_init(&p);
-                db_params_i64(&p, order_id);
-                db_params_i64(&p, discount);
-                st = db_exec(db, "orch_discount", &p, NULL);
+                db_params_i64(&p, a->order_id);
+                db_params_str(&p, a->reason);
+                db_params_str(&p, f != NULL ? f->branch : "");
+                db_params_str(&p, f != NULL ? f->status : "");
+                db_params_str(&p, f != NULL ? f->message : "");
+                st = db_exec(db, "orch_backward", &p, NULL);
         }
-        if (st == RPC_OK) {
-                st = db_commit(db);
-        }
-        return st == RPC_OK ? RPC_OK : undo(db, st);
+        return st;
 }
 
 rpc_status
 order_orch_backward(db_conn *db, int64_t order_id, int step, const char *reason,
     const order_failure *f, const char *last_error)
 {
-        db_params p;
-        rpc_status st;
+        change_arg a = { .order_id = order_id,
+                .step = step,
+                .reason = reason,
+                .f = f,
+                .last_error = last_error };
 
-        st = db_begin(db);
-        if (st == RPC_OK && step > 0) {
-                bool refused = f == NULL && strcmp(reason, "timeout") != 0;
-                order_orch_saga cur;
-
-                /* A "no" leaves nothing to undo; any other cause leaves the step as it was
-                 * (sent: done or not), for its compensation to settle. */
-                st = order_orch_load(db, order_id, &cur);
-                if (st == RPC_OK) {
-                        st = step_set(db, order_id, step,
-                            refused ? ORDER_ORCH_REFUSED : cur.steps[step - 1].state, false,
-                            last_error);
-                }
-        }
-        if (st == RPC_OK) {
-                db_params_init(&p);
-                db_params_i64(&p, order_id);
-                db_params_str(&p, reason);
-                db_params_str(&p, f != NULL ? f->branch : "");
-                db_params_str(&p, f != NULL ? f->status : "");
-                db_params_str(&p, f != NULL ? f->message : "");
-                st = db_exec(db, "orch_backward", &p, NULL);
-        }
-        if (st == RPC_OK) {
-                st = db_commit(db);
-        }
-        return st == RPC_OK ? RPC_OK : undo(db, st);
+        return db_transaction(db, 1, backward_tx, &a);
 }
 
+/* What finish_tx ends, and the order as it ended (set once a run got that far). */
+typedef struct finish_arg {
+        int64_t order_id;
+        bool complete;
+        order_rec rec;
+        bool have_rec;
+} finish_arg;
+
 static rpc_status
-finish_once(db_conn *db, int64_t order_id, bool complete, order_rec *ret_rec)
+finish_tx(db_conn *db, void *arg)
 {
+        finish_arg *a = arg;
         order_orch_saga saga;
         int64_t rows = 0;
-        order_rec rec;
         db_params p;
         rpc_status st;
 
-        st = db_begin(db);
+        if (a->have_rec) {
+                /* A run before this one read it, and its commit failed. */
+                order_rec_fini(&a->rec);
+                a->have_rec = false;
+        }
+        st = order_orch_load(db, a->order_id, &saga);
         if (st != RPC_OK) {
                 return st;
         }
-        st = order_orch_load(db, order_id, &saga);
-        if (st != RPC_OK) {
-                return undo(db, st);
-        }
         db_params_init(&p);
-        db_params_i64(&p, order_id);
-        db_params_str(&p, complete ? "completed" : "cancelled");
-        db_params_str(&p, complete ? "forward" : "backward");
+        db_params_i64(&p, a->order_id);
+        db_params_str(&p, a->complete ? "completed" : "cancelled");
+        db_params_str(&p, a->complete ? "forward" : "backward");
         st = db_exec_count(db, "orch_end", &p, &rows);
         if (st != RPC_OK) {
-                return undo(db, st);
+                return st;
         }
         if (rows != 1) {
-                return undo(db, RPC_FAILED_PRECONDITION);
+                return RPC_FAILED_PRECONDITION;
         }
-        if (complete) {
-                st = order_store_complete(db, order_id, saga.discount, NULL);
+        if (a->complete) {
+                st = order_store_complete(db, a->order_id, saga.discount, NULL);
         } else {
                 bool failed = strcmp(saga.reason, ORDER_REASON_PARTICIPANT_ERROR) == 0;
-                st = order_store_cancel_failed(db, order_id,
+                st = order_store_cancel_failed(db, a->order_id,
                     saga.reason[0] != '\0' ? saga.reason : "timeout",
                     failed ? &saga.failure : NULL);
         }
         if (st == RPC_OK) {
-                st = order_store_get(db, order_id, &rec);
+                st = order_store_get(db, a->order_id, &a->rec);
+                a->have_rec = st == RPC_OK;
         }
-        if (st != RPC_OK) {
-                return undo(db, st);
+        if (st == RPC_OK && a->complete) {
+                st = order_outbox_completed(db, a->rec.order_id, a->rec.user_id, a->rec.amount,
+                    a->rec.items, a->rec.n_items, a->rec.updated_at_ms);
         }
-        if (complete) {
-                st = order_outbox_completed(db, rec.order_id, rec.user_id, rec.amount, rec.items,
-                    rec.n_items, rec.updated_at_ms);
-        }
-        if (st == RPC_OK) {
-                st = db_commit(db);
-        }
-        if (st != RPC_OK) {
-                order_rec_fini(&rec);
-                return undo(db, st);
-        }
-        *ret_rec = rec;
-        return RPC_OK;
+        return st;
 }
 
 rpc_status
 order_orch_finish(db_conn *db, int64_t order_id, bool complete, order_rec *ret_rec)
 {
-        rpc_status st;
+        finish_arg a = { .order_id = order_id, .complete = complete };
+        rpc_status st = db_transaction(db, ORCH_TX_ATTEMPTS, finish_tx, &a);
 
-        for (int attempt = 1;; attempt++) {
-                st = finish_once(db, order_id, complete, ret_rec);
-                if (st == RPC_OK || !db_retryable(st) || attempt == ORCH_TX_ATTEMPTS) {
-                        return st;
+        if (st != RPC_OK) {
+                if (a.have_rec) {
+                        order_rec_fini(&a.rec);
                 }
+                return st;
         }
+        *ret_rec = a.rec;
+        return RPC_OK;
 }
 
 rpc_status
