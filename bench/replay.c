@@ -747,25 +747,34 @@ price(client *c, order_line *lines, size_t n, int64_t *ret_total)
         return RPC_OK;
 }
 
+/* What a saga's PlaceOrder (choreographed or orchestrated) reads before it creates the
+ * order: PriceItems, check_user's GetBalance, the idempotency key. */
+static rpc_status
+saga_prelude(client *c, order_request *r, int64_t *ret_total)
+{
+        int64_t balance = 0;
+        rpc_status st;
+
+        if ((st = price(c, r->lines, r->n_lines, ret_total)) != RPC_OK) {
+                return st;
+        }
+        if ((st = user_store_get_balance(c->db[R_USER], r->user_id, &balance)) != RPC_OK) {
+                return st;
+        }
+        return find_key(c->db[R_ORDER], r);
+}
+
 static rpc_status
 place_saga(client *c, order_request *r, order_out *out)
 {
         replay *rp = c->rp;
         db_conn *odb = c->db[R_ORDER];
-        int64_t balance = 0;
         int64_t total = 0;
         int64_t order_id = 0;
         int64_t created_at_ms = 0;
         rpc_status st;
 
-        if ((st = price(c, r->lines, r->n_lines, &total)) != RPC_OK) {
-                return st;
-        }
-        /* check_user: GetBalance */
-        if ((st = user_store_get_balance(c->db[R_USER], r->user_id, &balance)) != RPC_OK) {
-                return st;
-        }
-        if ((st = find_key(odb, r)) != RPC_OK) {
+        if ((st = saga_prelude(c, r, &total)) != RPC_OK) {
                 return st;
         }
         order_new on = {
@@ -1102,7 +1111,6 @@ static rpc_status
 place_orch(client *c, order_request *r, order_out *out)
 {
         db_conn *odb = c->db[R_ORDER];
-        int64_t balance = 0;
         int64_t total = 0;
         int64_t order_id = 0;
         order_rec order;
@@ -1110,13 +1118,7 @@ place_orch(client *c, order_request *r, order_out *out)
         bool terminal = false;
         rpc_status st;
 
-        if ((st = price(c, r->lines, r->n_lines, &total)) != RPC_OK) {
-                return st;
-        }
-        if ((st = user_store_get_balance(c->db[R_USER], r->user_id, &balance)) != RPC_OK) {
-                return st;
-        }
-        if ((st = find_key(odb, r)) != RPC_OK) {
+        if ((st = saga_prelude(c, r, &total)) != RPC_OK) {
                 return st;
         }
         order_new on = {
