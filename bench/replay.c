@@ -758,7 +758,7 @@ saga_prelude(client *c, order_request *r, int64_t *ret_total)
         if ((st = price(c, r->lines, r->n_lines, ret_total)) != RPC_OK) {
                 return st;
         }
-        if ((st = user_store_get_balance(c->db[R_USER], r->user_id, &balance)) != RPC_OK) {
+        if ((st = user_store_get_balance(c->db[R_USER], r->user_id, &balance, NULL)) != RPC_OK) {
                 return st;
         }
         return find_key(c->db[R_ORDER], r);

@@ -167,9 +167,28 @@ events_check_saga_order(rpc_call *call, const Mercato__Event__V1__SagaOrder *so,
 }
 
 rpc_status
-events_command_run(rpc_call *call, const Mercato__Txn__V1__SagaCommand *req, const char *step,
-    const char *undo, events_command_fn run, Mercato__Txn__V1__SagaCommandReply *resp)
+events_tcc_status(
+    rpc_call *call, db_conn *db, rpc_status st, const char *sw_name, events_tcc_phase phase)
 {
+        if (st == RPC_OK) {
+                return RPC_OK;
+        }
+        if (st == RPC_UNAVAILABLE) {
+                return rpc_call_error(call, st, "%s does not answer (step switch)", sw_name);
+        }
+        if (st == RPC_FAILED_PRECONDITION) {
+                return rpc_call_error(
+                    call, st, "nothing tried to %s", events_tcc_phase_name(phase));
+        }
+        return rpc_call_error(call, st, "database: %s", db_errmsg(db));
+}
+
+rpc_status
+events_command_run(rpc_call *call, const Mercato__Txn__V1__SagaCommand *req, const char *step,
+    const char *undo, events_command_fn run, events_tcc_run_fn tcc,
+    Mercato__Txn__V1__SagaCommandReply *resp)
+{
+        int phase = -1;
         bool duplicate = false;
         txn_outcome out;
         rpc_status st;
@@ -181,11 +200,18 @@ events_command_run(rpc_call *call, const Mercato__Txn__V1__SagaCommand *req, con
         if (req->order == NULL) {
                 return rpc_call_error(call, RPC_INVALID_ARGUMENT, "a command needs its order");
         }
-        if (strcmp(req->action, step) != 0 && strcmp(req->action, undo) != 0) {
-                return rpc_call_error(call, RPC_INVALID_ARGUMENT,
-                    "unknown action (this service runs %s and %s)", step, undo);
+        for (int p = EVENTS_TCC_TRY; p <= EVENTS_TCC_CANCEL; p++) {
+                if (strcmp(req->action, events_tcc_phase_name((events_tcc_phase) p)) == 0) {
+                        phase = p;
+                }
         }
-        st = run(call, req->order, strcmp(req->action, step) == 0, &out, &duplicate);
+        if (phase < 0 && strcmp(req->action, step) != 0 && strcmp(req->action, undo) != 0) {
+                return rpc_call_error(call, RPC_INVALID_ARGUMENT,
+                    "unknown action (this service runs %s, %s, try, confirm and cancel)", step,
+                    undo);
+        }
+        st = phase >= 0 ? tcc(call, req->order, (events_tcc_phase) phase, &out, &duplicate)
+                        : run(call, req->order, strcmp(req->action, step) == 0, &out, &duplicate);
         if (st != RPC_OK) {
                 return st;
         }

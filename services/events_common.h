@@ -62,12 +62,24 @@ rpc_status events_check_saga_order(
 typedef rpc_status (*events_command_fn)(rpc_call *call, const Mercato__Event__V1__SagaOrder *so,
     bool forward, txn_outcome *out, bool *ret_duplicate);
 
-/* The whole SagaParticipant/Run of a participant whose step is the action `step` and its
- * compensation `undo`: refuses the monolith dataset (FAILED_PRECONDITION), a command
- * without an order and any other action (INVALID_ARGUMENT, naming the two), then runs it
- * and fills the reply from its outcome, in the call's arena. */
+/* What a participant runs for a TCC coordinator's command (actions "try", "confirm",
+ * "cancel"): the phase on a SagaOrder the caller checked for presence only. */
+typedef rpc_status (*events_tcc_run_fn)(rpc_call *call, const Mercato__Event__V1__SagaOrder *so,
+    events_tcc_phase phase, txn_outcome *out, bool *ret_duplicate);
+
+/* The call's status after a participant ran TCC phase with status st on db: OK, or st with
+ * the call's message set (UNAVAILABLE: switch, a step switch's name, does not answer;
+ * FAILED_PRECONDITION: a confirm with nothing tried; else the database's message). */
+rpc_status events_tcc_status(rpc_call *call, db_conn *db, rpc_status st, const char *sw_name,
+    events_tcc_phase phase) RPC_WARN_UNUSED;
+
+/* The whole SagaParticipant/Run of a participant whose saga step is the action `step` and
+ * its compensation `undo`, and whose TCC phases are run by tcc: refuses the monolith
+ * dataset (FAILED_PRECONDITION), a command without an order and any other action
+ * (INVALID_ARGUMENT, naming the five), then runs it and fills the reply from its outcome, in
+ * the call's arena. */
 rpc_status events_command_run(rpc_call *call, const Mercato__Txn__V1__SagaCommand *req,
-    const char *step, const char *undo, events_command_fn run,
+    const char *step, const char *undo, events_command_fn run, events_tcc_run_fn tcc,
     Mercato__Txn__V1__SagaCommandReply *resp) RPC_WARN_UNUSED;
 
 #endif

@@ -89,3 +89,77 @@ events_orch_consume(db_conn *db, const char *consumer, const char *action, int64
         }
         return st;
 }
+
+static const char *const tcc_phase_names[] = {
+        [EVENTS_TCC_TRY] = "try",
+        [EVENTS_TCC_CONFIRM] = "confirm",
+        [EVENTS_TCC_CANCEL] = "cancel",
+};
+
+const char *
+events_tcc_phase_name(events_tcc_phase phase)
+{
+        return phase >= EVENTS_TCC_TRY && phase <= EVENTS_TCC_CANCEL ? tcc_phase_names[phase] : "";
+}
+
+/* What tcc_apply runs behind the barrier. */
+typedef struct tcc_arg {
+        const char *consumer;
+        events_tcc_phase phase;
+        int64_t order_id;
+        events_tcc_fn apply;
+        void *arg;
+        txn_outcome *out;
+} tcc_arg;
+
+static rpc_status
+tcc_apply(db_conn *db, void *arg)
+{
+        const tcc_arg *a = arg;
+        const char *reason = NULL;
+        int64_t discount = 0;
+        char key[64];
+        rpc_status st;
+
+        if (a->phase == EVENTS_TCC_CANCEL) {
+                st = events_saga_fence(db, a->consumer, "try", a->order_id);
+                return st == RPC_OK ? a->apply(db, a->arg, a->phase, &reason, &discount) : st;
+        }
+        if (a->phase == EVENTS_TCC_CONFIRM) {
+                return a->apply(db, a->arg, a->phase, &reason, &discount);
+        }
+        st = db_command(db, "SAVEPOINT tcc_try");
+        if (st == RPC_OK) {
+                st = a->apply(db, a->arg, a->phase, &reason, &discount);
+        }
+        if (st == RPC_OK && reason != NULL) {
+                discount = 0;
+                st = db_command(db, "ROLLBACK TO SAVEPOINT tcc_try");
+        }
+        if (st != RPC_OK) {
+                return st;
+        }
+        events_saga_key(key, sizeof(key), "try", a->order_id);
+        st = txn_outcome_record(db, a->consumer, key, reason != NULL ? reason : "", discount);
+        if (st == RPC_OK) {
+                *a->out = (txn_outcome) { .found = true, .discount = discount };
+                snprintf(
+                    a->out->reason, sizeof(a->out->reason), "%s", reason != NULL ? reason : "");
+        }
+        return st;
+}
+
+rpc_status
+events_tcc_consume(db_conn *db, const char *consumer, events_tcc_phase phase, int64_t order_id,
+    events_tcc_fn apply, void *arg, txn_outcome *out, bool *ret_duplicate)
+{
+        tcc_arg a = { .consumer = consumer,
+                .phase = phase,
+                .order_id = order_id,
+                .apply = apply,
+                .arg = arg,
+                .out = out };
+
+        return events_orch_consume(db, consumer, events_tcc_phase_name(phase), order_id, tcc_apply,
+            &a, phase != EVENTS_TCC_TRY, out, ret_duplicate);
+}

@@ -65,6 +65,36 @@ rpc_status events_orch_consume(db_conn *db, const char *consumer, const char *ac
     int64_t order_id, rpc_status (*apply)(db_conn *db, void *arg), void *arg, bool compensation,
     txn_outcome *out, bool *ret_duplicate) RPC_WARN_UNUSED;
 
+/*
+ * TCC (mode tcc): the order service sends each participant a try, then a confirm to every
+ * one or a cancel to each that may have tried. Each phase is one local transaction behind
+ * the barrier key "<phase>:<order>" of the participant's TCC consumer: a repeat does
+ * nothing and is answered as the first was; a cancel takes the try's key too, so that a try
+ * that comes after its cancel is refused ("compensated") and holds nothing.
+ */
+
+typedef enum events_tcc_phase {
+        EVENTS_TCC_TRY = 0,     /* set the resources aside, or refuse */
+        EVENTS_TCC_CONFIRM = 1, /* spend what the try set aside */
+        EVENTS_TCC_CANCEL = 2,  /* give up what the try set aside, if it ran */
+} events_tcc_phase;
+
+/* A participant's side of one phase, in the open transaction (after a savepoint, for the
+ * try). A try sets *ret_reason for a business "no" (its writes are then rolled back to the
+ * savepoint) and *ret_discount for what it gave; a confirm or cancel ignores both. */
+typedef rpc_status (*events_tcc_fn)(
+    db_conn *db, void *arg, events_tcc_phase phase, const char **ret_reason, int64_t *ret_discount);
+
+/* Runs phase of a TCC transaction on order_id behind its barrier key of consumer, with
+ * apply, and fills *out (a try's outcome; done for a confirm or cancel) and *ret_duplicate
+ * as events_orch_consume does. */
+rpc_status events_tcc_consume(db_conn *db, const char *consumer, events_tcc_phase phase,
+    int64_t order_id, events_tcc_fn apply, void *arg, txn_outcome *out,
+    bool *ret_duplicate) RPC_WARN_UNUSED;
+
+/* "try", "confirm", "cancel". */
+const char *events_tcc_phase_name(events_tcc_phase phase);
+
 /* The reason of a step that came after its compensation. */
 #define EVENTS_REASON_COMPENSATED "compensated"
 

@@ -101,10 +101,35 @@ RPC_HANDLER(handle_deliver, Mercato__Event__V1__Event, Mercato__Event__V1__Deliv
         return RPC_OK;
 }
 
+/* A TCC coordinator's command: a phase of the payment branch. */
+static rpc_status
+run_tcc(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, events_tcc_phase phase,
+    txn_outcome *out, bool *ret_duplicate)
+{
+        svc *s = svc_of_call(call);
+        svc_step_result sw = svc_step(s != NULL ? svc_conf(s) : NULL, "payment", "capture");
+        rpc_status st;
+
+        if (so->order_id <= 0 || so->user_id <= 0) {
+                return rpc_call_error(
+                    call, RPC_INVALID_ARGUMENT, "order_id and user_id must be > 0");
+        }
+        if (phase == EVENTS_TCC_TRY && (so->amount < 0 || so->amount > AMOUNT_MAX)) {
+                return rpc_call_error(
+                    call, RPC_INVALID_ARGUMENT, "amount must be 0..1000000000000");
+        }
+        db_conn *db = svc_db(call);
+        if (db == NULL) {
+                return RPC_UNAVAILABLE;
+        }
+        st = payment_tcc(db, so, phase, sw, out, ret_duplicate);
+        return events_tcc_status(call, db, st, "payment.capture", phase);
+}
+
 /* An orchestrator's command: capture (saga_run's capture true), or its compensation refund. */
 RPC_HANDLER(handle_run, Mercato__Txn__V1__SagaCommand, Mercato__Txn__V1__SagaCommandReply)
 {
-        return events_command_run(call, req, "capture", "refund", saga_run, resp);
+        return events_command_run(call, req, "capture", "refund", saga_run, run_tcc, resp);
 }
 
 const rpc_method payment_command_methods[EVENTS_N_COMMAND_METHODS] = {

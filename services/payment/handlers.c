@@ -29,9 +29,7 @@ RPC_HANDLER(
         resp->order_id = rec.order_id;
         resp->user_id = rec.user_id;
         resp->amount = rec.amount;
-        resp->status = rec.status == PAYMENT_REFUNDED
-            ? MERCATO__PAYMENT__V1__PAYMENT_STATUS__PAYMENT_STATUS_REFUNDED
-            : MERCATO__PAYMENT__V1__PAYMENT_STATUS__PAYMENT_STATUS_CAPTURED;
+        resp->status = (Mercato__Payment__V1__PaymentStatus) rec.status;
         resp->created_at_ms = rec.created_at_ms;
         resp->updated_at_ms = rec.updated_at_ms;
         return RPC_OK;

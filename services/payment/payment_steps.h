@@ -11,6 +11,7 @@
 
 #include "db.h"
 #include "event.pb-c.h"
+#include "events_tx.h"
 #include "svc.h"
 #include "tpc.h"
 #include "txn.h"
@@ -34,6 +35,14 @@ rpc_status payment_orch_capture(db_conn *db, const Mercato__Event__V1__SagaOrder
     svc_step_result sw, txn_outcome *out, bool *ret_duplicate) RPC_WARN_UNUSED;
 rpc_status payment_orch_refund(db_conn *db, const Mercato__Event__V1__SagaOrder *so,
     txn_outcome *out, bool *ret_duplicate) RPC_WARN_UNUSED;
+
+/* A TCC phase (SagaParticipant/Run "try", "confirm", "cancel", mode tcc) on the order's
+ * payment: the try authorises the amount (payment_declined for a declining user, and sw as
+ * for capture), the confirm captures it, the cancel voids it. One transaction behind the
+ * key "<phase>:<order>" of payment:tcc; *out and *ret_duplicate as events_tcc_consume gives
+ * them. */
+rpc_status payment_tcc(db_conn *db, const Mercato__Event__V1__SagaOrder *so, events_tcc_phase phase,
+    svc_step_result sw, txn_outcome *out, bool *ret_duplicate) RPC_WARN_UNUSED;
 
 /* The 2pc branch (a txn_tpc_branch_fn): captures the amount; votes no with
  * payment_declined. */

@@ -21,8 +21,10 @@ extern const db_stmt_table payment_stmts;
 extern const db_migration_set payment_migrations;
 
 typedef enum payment_state {
-        PAYMENT_CAPTURED = 1, /* the money is taken; same number as the proto's */
-        PAYMENT_REFUNDED = 2, /* given back */
+        PAYMENT_CAPTURED = 1,   /* the money is taken; same number as the proto's */
+        PAYMENT_REFUNDED = 2,   /* given back */
+        PAYMENT_AUTHORIZED = 3, /* a TCC try: promised, not taken */
+        PAYMENT_VOIDED = 4,     /* a TCC try cancelled */
 } payment_state;
 
 typedef struct payment_rec {
@@ -41,6 +43,16 @@ typedef struct payment_rec {
  * captured order is OK and adds no row. */
 rpc_status payment_store_capture(
     db_conn *db, int64_t order_id, int64_t user_id, int64_t amount) RPC_WARN_UNUSED;
+
+/* A TCC try (mode tcc): payment_store_capture, but the payment is 'authorized'. The same
+ * statuses; an order authorised before is OK. */
+rpc_status payment_store_authorize(
+    db_conn *db, int64_t order_id, int64_t user_id, int64_t amount) RPC_WARN_UNUSED;
+
+/* Settles the order's authorised payment: captured with confirm, else voided. *ret_rows is 1
+ * when there was one. */
+rpc_status payment_store_settle(
+    db_conn *db, int64_t order_id, bool confirm, int64_t *ret_rows) RPC_WARN_UNUSED;
 
 /* Marks the order's captured payment refunded. OK when there is none or it is refunded. */
 rpc_status payment_store_refund(db_conn *db, int64_t order_id) RPC_WARN_UNUSED;

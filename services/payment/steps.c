@@ -8,6 +8,7 @@
 
 #define SAGA_CONSUMER "payment:saga"
 #define SAGA_SOURCE "payment"
+#define TCC_CONSUMER "payment:tcc"
 
 /* What a saga step works on: the order and the step switch, and for an orchestrator's
  * command where its outcome goes (NULL: the next event instead). */
@@ -98,6 +99,47 @@ payment_orch_refund(
         saga_arg arg = { .so = so, .sw = SVC_STEP_OK, .orch = out };
         return events_orch_consume(db, SAGA_CONSUMER, "refund", so->order_id, refund_apply, &arg,
             true, out, ret_duplicate);
+}
+
+/* A TCC phase of the payment branch: the try authorises the amount, the confirm captures
+ * it, the cancel voids it. */
+static rpc_status
+tcc_apply(
+    db_conn *db, void *arg, events_tcc_phase phase, const char **ret_reason, int64_t *ret_discount)
+{
+        const saga_arg *a = arg;
+        const Mercato__Event__V1__SagaOrder *so = a->so;
+        int64_t rows = 0;
+        rpc_status st;
+
+        (void) ret_discount;
+        if (phase != EVENTS_TCC_TRY) {
+                st = payment_store_settle(db, so->order_id, phase == EVENTS_TCC_CONFIRM, &rows);
+                /* A confirm with nothing tried is a coordinator's mistake: refused. */
+                return st == RPC_OK && rows == 0 && phase == EVENTS_TCC_CONFIRM
+                    ? RPC_FAILED_PRECONDITION
+                    : st;
+        }
+        if (a->sw == SVC_STEP_TIMEOUT) {
+                return RPC_UNAVAILABLE;
+        }
+        st = a->sw == SVC_STEP_FAIL
+            ? RPC_FAILED_PRECONDITION
+            : payment_store_authorize(db, so->order_id, so->user_id, so->amount);
+        if (st == RPC_FAILED_PRECONDITION) {
+                *ret_reason = "payment_declined";
+                return RPC_OK;
+        }
+        return st;
+}
+
+rpc_status
+payment_tcc(db_conn *db, const Mercato__Event__V1__SagaOrder *so, events_tcc_phase phase,
+    svc_step_result sw, txn_outcome *out, bool *ret_duplicate)
+{
+        saga_arg arg = { .so = so, .sw = sw };
+        return events_tcc_consume(
+            db, TCC_CONSUMER, phase, so->order_id, tcc_apply, &arg, out, ret_duplicate);
 }
 
 rpc_status

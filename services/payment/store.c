@@ -11,6 +11,17 @@ static const db_stmt payment_stmt_list[] = {
             " WHERE NOT EXISTS (SELECT 1 FROM declined_users WHERE user_id = $2)"
             " ON CONFLICT (order_id) DO NOTHING",
             3 },
+        { "payment_authorize",
+            "INSERT INTO payments (order_id, user_id, amount, status)"
+            " SELECT $1, $2, $3, 'authorized'"
+            " WHERE NOT EXISTS (SELECT 1 FROM declined_users WHERE user_id = $2)"
+            " ON CONFLICT (order_id) DO NOTHING",
+            3 },
+        /* $2 true: captured, else voided. */
+        { "payment_settle",
+            "UPDATE payments SET status = CASE WHEN $2 THEN 'captured' ELSE 'voided' END,"
+            " updated_at = now() WHERE order_id = $1 AND status = 'authorized'",
+            2 },
         { "payment_capture_why",
             "SELECT (SELECT status FROM payments WHERE order_id = $1),"
             " EXISTS (SELECT 1 FROM declined_users WHERE user_id = $2)",
@@ -41,8 +52,11 @@ const db_stmt_table payment_stmts = {
         .n = sizeof(payment_stmt_list) / sizeof(payment_stmt_list[0]),
 };
 
-rpc_status
-payment_store_capture(db_conn *db, int64_t order_id, int64_t user_id, int64_t amount)
+/* Inserts the order's payment with stmt (payment_capture or payment_authorize), which
+ * leaves it in status `want`. */
+static rpc_status
+insert_payment(db_conn *db, const char *stmt, const char *want, int64_t order_id, int64_t user_id,
+    int64_t amount)
 {
         DB_RES_CLEANUP PGresult *res = NULL;
         int64_t rows = 0;
@@ -53,7 +67,7 @@ payment_store_capture(db_conn *db, int64_t order_id, int64_t user_id, int64_t am
         db_params_i64(&p, order_id);
         db_params_i64(&p, user_id);
         db_params_i64(&p, amount);
-        st = db_exec_count(db, "payment_capture", &p, &rows);
+        st = db_exec_count(db, stmt, &p, &rows);
         if (st != RPC_OK || rows == 1) {
                 return st;
         }
@@ -64,10 +78,33 @@ payment_store_capture(db_conn *db, int64_t order_id, int64_t user_id, int64_t am
         if (st != RPC_OK) {
                 return st;
         }
-        if (strcmp(db_get_str(res, 0, 0), "captured") == 0) {
-                return RPC_OK; /* captured before */
+        if (strcmp(db_get_str(res, 0, 0), want) == 0) {
+                return RPC_OK; /* there before */
         }
-        return RPC_FAILED_PRECONDITION; /* declined, or refunded before */
+        return RPC_FAILED_PRECONDITION; /* declined, or undone before */
+}
+
+rpc_status
+payment_store_capture(db_conn *db, int64_t order_id, int64_t user_id, int64_t amount)
+{
+        return insert_payment(db, "payment_capture", "captured", order_id, user_id, amount);
+}
+
+rpc_status
+payment_store_authorize(db_conn *db, int64_t order_id, int64_t user_id, int64_t amount)
+{
+        return insert_payment(db, "payment_authorize", "authorized", order_id, user_id, amount);
+}
+
+rpc_status
+payment_store_settle(db_conn *db, int64_t order_id, bool confirm, int64_t *ret_rows)
+{
+        db_params p;
+
+        db_params_init(&p);
+        db_params_i64(&p, order_id);
+        db_params_bool(&p, confirm);
+        return db_exec_count(db, "payment_settle", &p, ret_rows);
 }
 
 rpc_status
@@ -100,8 +137,11 @@ payment_store_get(db_conn *db, int64_t order_id, payment_rec *ret_rec)
         ret_rec->order_id = db_get_i64(res, 0, 1);
         ret_rec->user_id = db_get_i64(res, 0, 2);
         ret_rec->amount = db_get_i64(res, 0, 3);
-        ret_rec->status
-            = strcmp(db_get_str(res, 0, 4), "refunded") == 0 ? PAYMENT_REFUNDED : PAYMENT_CAPTURED;
+        const char *status = db_get_str(res, 0, 4);
+        ret_rec->status = strcmp(status, "refunded") == 0 ? PAYMENT_REFUNDED
+            : strcmp(status, "authorized") == 0           ? PAYMENT_AUTHORIZED
+            : strcmp(status, "voided") == 0               ? PAYMENT_VOIDED
+                                                          : PAYMENT_CAPTURED;
         ret_rec->created_at_ms = db_get_i64(res, 0, 5);
         ret_rec->updated_at_ms = db_get_i64(res, 0, 6);
         return RPC_OK;

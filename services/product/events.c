@@ -199,9 +199,30 @@ run_command(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, bool forwar
         return saga_run(call, so, forward ? SAGA_RESERVE : SAGA_COMPENSATE, out, ret_duplicate);
 }
 
+/* A TCC coordinator's command: a phase of the product branch. */
+static rpc_status
+run_tcc(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, events_tcc_phase phase,
+    txn_outcome *out, bool *ret_duplicate)
+{
+        svc *s = svc_of_call(call);
+        svc_step_result sw = svc_step(s != NULL ? svc_conf(s) : NULL, "product", "reserve");
+        rpc_status st;
+
+        st = check_saga_order(call, so, phase == EVENTS_TCC_TRY ? SAGA_RESERVE : SAGA_COMPENSATE);
+        if (st != RPC_OK) {
+                return st;
+        }
+        db_conn *db = svc_db(call);
+        if (db == NULL) {
+                return RPC_UNAVAILABLE;
+        }
+        st = product_tcc(db, so, phase, sw, out, ret_duplicate);
+        return events_tcc_status(call, db, st, "product.reserve", phase);
+}
+
 RPC_HANDLER(handle_run, Mercato__Txn__V1__SagaCommand, Mercato__Txn__V1__SagaCommandReply)
 {
-        return events_command_run(call, req, "reserve", "release", run_command, resp);
+        return events_command_run(call, req, "reserve", "release", run_command, run_tcc, resp);
 }
 
 const rpc_method product_command_methods[EVENTS_N_COMMAND_METHODS] = {

@@ -17,7 +17,8 @@
 #define PRICE_ITEMS_MAX 100
 #define QUANTITY_MAX INT64_C(1000000000000)
 
-/* A Product message from the columns id, name, price, stock of row r, in the call's arena. */
+/* A Product message from the columns id, name, price, stock, held of row r, in the call's
+ * arena: available is the stock less what TCC tries hold. */
 static Mercato__Product__V1__Product *
 product_from_row(rpc_call *call, const PGresult *res, int r)
 {
@@ -28,6 +29,7 @@ product_from_row(rpc_call *call, const PGresult *res, int r)
         p->name = rpc_call_strdup(call, db_get_str(res, r, 1));
         p->price = db_get_i64(res, r, 2);
         p->stock = db_get_i64(res, r, 3);
+        p->available = p->stock - db_get_i64(res, r, 4);
         return p;
 }
 
@@ -154,7 +156,7 @@ RPC_HANDLER(handle_top_products, Mercato__Product__V1__TopProductsRequest,
 
                 mercato__product__v1__top_product__init(t);
                 t->product = product_from_row(call, res, r);
-                t->quantity_sold = db_get_i64(res, r, 4);
+                t->quantity_sold = db_get_i64(res, r, 5);
                 resp->products[r] = t;
         }
         return RPC_OK;

@@ -13,6 +13,7 @@
 
 #include "db.h"
 #include "event.pb-c.h"
+#include "events_tx.h"
 #include "svc.h"
 #include "tpc.h"
 #include "txn.h"
@@ -41,6 +42,14 @@ rpc_status product_orch_reserve(db_conn *db, const Mercato__Event__V1__SagaOrder
  * nobody. */
 rpc_status product_orch_release(db_conn *db, const Mercato__Event__V1__SagaOrder *so,
     txn_outcome *out, bool *ret_duplicate) RPC_WARN_UNUSED;
+
+/* A TCC phase (SagaParticipant/Run "try", "confirm", "cancel", mode tcc) on the order's
+ * items: the try holds their stock (products.held, reservations 'tried'; out_of_stock when
+ * one lacks it, and sw as for reserve), the confirm takes it from stock ('sold'), the cancel
+ * frees it ('released'). One transaction behind the key "<phase>:<order>" of product:tcc;
+ * *out and *ret_duplicate as events_tcc_consume gives them. */
+rpc_status product_tcc(db_conn *db, const Mercato__Event__V1__SagaOrder *so, events_tcc_phase phase,
+    svc_step_result sw, txn_outcome *out, bool *ret_duplicate) RPC_WARN_UNUSED;
 
 /* order.completed, behind the event id of consumer "product:order.completed": a saga
  * order's reservation is sold, and the sales of the day it completed grow (its completion

@@ -27,6 +27,7 @@ typedef struct product_row {
         int64_t id;
         int64_t price;
         int64_t stock;
+        int64_t held; /* what TCC tries hold of the stock: available = stock - held */
         char name[128];
 } product_row;
 
@@ -49,6 +50,17 @@ rpc_status product_store_price_named(db_conn *db, product_item *items, size_t n,
  * ALREADY_EXISTS if the order already holds a reservation of a product. */
 rpc_status product_store_reserve(db_conn *db, int64_t order_id, const product_item *items, size_t n,
     char *errbuf, size_t errlen) RPC_WARN_UNUSED;
+
+/* A TCC try (mode tcc): product_store_reserve, but the quantities are held (products.held)
+ * instead of taken from stock, and the reservations are 'tried'. Same statuses. */
+rpc_status product_store_try(db_conn *db, int64_t order_id, const product_item *items, size_t n,
+    char *errbuf, size_t errlen) RPC_WARN_UNUSED;
+
+/* Inside the caller's open transaction: settles every 'tried' reservation of the order, in
+ * product id order: with confirm the held quantity is taken from stock ('sold'), else it is
+ * no longer held ('released'). *ret_rows: the products settled (0 when there was none). */
+rpc_status product_store_settle(
+    db_conn *db, int64_t order_id, bool confirm, int64_t *ret_rows) RPC_WARN_UNUSED;
 
 /* Inside the caller's open transaction: returns every 'held' reservation of the order to
  * stock and marks it 'released'; OK when there is none. */

@@ -10,6 +10,7 @@
 #define CONSUMER_ORDER_COMPLETED "product:order.completed"
 #define SAGA_CONSUMER "product:saga"
 #define SAGA_SOURCE "product"
+#define TCC_CONSUMER "product:tcc"
 
 static int
 line_cmp(const void *a, const void *b)
@@ -167,6 +168,56 @@ product_orch_release(
         saga_arg arg = { .so = so, .sw = SVC_STEP_OK, .orch = out };
         return events_orch_consume(db, SAGA_CONSUMER, "release", so->order_id, release_apply, &arg,
             true, out, ret_duplicate);
+}
+
+/* A TCC phase of the product branch: the try holds the items' stock (all or none), the
+ * confirm takes it, the cancel frees it. */
+static rpc_status
+tcc_apply(
+    db_conn *db, void *arg, events_tcc_phase phase, const char **ret_reason, int64_t *ret_discount)
+{
+        const saga_arg *a = arg;
+        const Mercato__Event__V1__SagaOrder *so = a->so;
+        product_item items[EVENTS_ITEMS_MAX];
+        int64_t rows = 0;
+        char err[256];
+        rpc_status st;
+
+        (void) ret_discount;
+        if (phase != EVENTS_TCC_TRY) {
+                st = product_store_settle(db, so->order_id, phase == EVENTS_TCC_CONFIRM, &rows);
+                /* A confirm with nothing tried is a coordinator's mistake: refused, so that it
+                 * shows as the transaction's last error instead of passing unseen. */
+                return st == RPC_OK && rows == 0 && phase == EVENTS_TCC_CONFIRM
+                    ? RPC_FAILED_PRECONDITION
+                    : st;
+        }
+        if (a->sw == SVC_STEP_TIMEOUT) {
+                return RPC_UNAVAILABLE;
+        }
+        if (a->sw == SVC_STEP_FAIL) {
+                *ret_reason = "out_of_stock";
+                return RPC_OK;
+        }
+        for (size_t i = 0; i < so->n_items; i++) {
+                items[i] = (product_item) { .product_id = so->items[i]->product_id,
+                        .quantity = so->items[i]->quantity };
+        }
+        st = product_store_try(db, so->order_id, items, so->n_items, err, sizeof(err));
+        if (st == RPC_FAILED_PRECONDITION || st == RPC_NOT_FOUND) {
+                *ret_reason = "out_of_stock";
+                return RPC_OK;
+        }
+        return st;
+}
+
+rpc_status
+product_tcc(db_conn *db, const Mercato__Event__V1__SagaOrder *so, events_tcc_phase phase,
+    svc_step_result sw, txn_outcome *out, bool *ret_duplicate)
+{
+        saga_arg arg = { .so = so, .sw = sw };
+        return events_tcc_consume(
+            db, TCC_CONSUMER, phase, so->order_id, tcc_apply, &arg, out, ret_duplicate);
 }
 
 rpc_status

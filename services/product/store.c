@@ -11,20 +11,49 @@
 #define PRODUCT_QUANTITY_MAX INT64_C(1000000000000)
 
 static const db_stmt product_stmt_list[] = {
-        { "product_get", "SELECT id, name, price, stock FROM products WHERE id = $1", 1 },
+        { "product_get", "SELECT id, name, price, stock, held FROM products WHERE id = $1", 1 },
         { "product_exists", "SELECT 1 FROM products WHERE id = $1", 1 },
         { "product_list",
-            "SELECT id, name, price, stock FROM products WHERE id > $1 ORDER BY id LIMIT $2", 2 },
+            "SELECT id, name, price, stock, held FROM products WHERE id > $1 ORDER BY id LIMIT $2",
+            2 },
         /* $1 is a bigint[] literal "{1,2,3}": one round trip for a whole order. */
         { "product_price_many",
             "SELECT id, name, price FROM products WHERE id = ANY ($1::bigint[])", 1 },
-        /* One item: take the stock if there is enough, and record the reservation. */
+        /* One item: take the stock if enough is available (not held by a TCC try), and
+         * record the reservation. */
         { "product_reserve_one",
             "WITH taken AS (UPDATE products SET stock = stock - $3, updated_at = now()"
-            " WHERE id = $2 AND stock >= $3 RETURNING id)"
+            " WHERE id = $2 AND stock - held >= $3 RETURNING id)"
             " INSERT INTO reservations (order_id, product_id, quantity, status)"
             " SELECT $1, id, $3, 'held' FROM taken",
             3 },
+        /* A TCC try of one item: hold the stock if enough is available, without taking it. */
+        { "product_try_one",
+            "WITH held AS (UPDATE products SET held = held + $3, updated_at = now()"
+            " WHERE id = $2 AND stock - held >= $3 RETURNING id)"
+            " INSERT INTO reservations (order_id, product_id, quantity, status)"
+            " SELECT $1, id, $3, 'tried' FROM held",
+            3 },
+        /* Locks the products an order's TCC try holds, in id order, before its confirm or
+         * cancel. */
+        { "product_tried_lock",
+            "SELECT id FROM products WHERE id IN (SELECT product_id FROM reservations"
+            " WHERE order_id = $1 AND status = 'tried') ORDER BY id FOR UPDATE",
+            1 },
+        /* The confirm: what the try held is taken from stock and sold. */
+        { "product_confirm",
+            "WITH sold AS (UPDATE reservations SET status = 'sold', updated_at = now()"
+            " WHERE order_id = $1 AND status = 'tried' RETURNING product_id, quantity)"
+            " UPDATE products p SET stock = p.stock - r.quantity, held = p.held - r.quantity,"
+            " updated_at = now() FROM sold r WHERE p.id = r.product_id",
+            1 },
+        /* The cancel: what the try held is available again. */
+        { "product_cancel",
+            "WITH released AS (UPDATE reservations SET status = 'released', updated_at = now()"
+            " WHERE order_id = $1 AND status = 'tried' RETURNING product_id, quantity)"
+            " UPDATE products p SET held = p.held - r.quantity, updated_at = now()"
+            " FROM released r WHERE p.id = r.product_id",
+            1 },
         /* Locks the products an order holds, in id order, before they are given back. */
         { "product_release_lock",
             "SELECT id FROM products WHERE id IN (SELECT product_id FROM reservations"
@@ -42,7 +71,7 @@ static const db_stmt product_stmt_list[] = {
             1 },
         /* Top sellers over the days since today (UTC) minus $1 + 1. */
         { "product_top",
-            "SELECT p.id, p.name, p.price, p.stock, s.sold FROM"
+            "SELECT p.id, p.name, p.price, p.stock, p.held, s.sold FROM"
             " (SELECT product_id, sum(quantity)::bigint AS sold FROM sales_daily"
             "  WHERE day > (now() AT TIME ZONE 'UTC')::date - $1::int GROUP BY product_id) s"
             " JOIN products p ON p.id = s.product_id ORDER BY s.sold DESC, p.id LIMIT $2",
@@ -104,6 +133,7 @@ product_store_get(db_conn *db, int64_t id, product_row *ret_row)
         copy_name(ret_row->name, sizeof(ret_row->name), db_get_str(res, 0, 1));
         ret_row->price = db_get_i64(res, 0, 2);
         ret_row->stock = db_get_i64(res, 0, 3);
+        ret_row->held = db_get_i64(res, 0, 4);
         return RPC_OK;
 }
 
@@ -178,9 +208,10 @@ product_store_price(db_conn *db, product_item *items, size_t n, char *errbuf, si
         return product_store_price_named(db, items, n, NULL, errbuf, errlen);
 }
 
-rpc_status
-product_store_reserve(
-    db_conn *db, int64_t order_id, const product_item *items, size_t n, char *errbuf, size_t errlen)
+/* Reserves (stmt product_reserve_one) or tries (product_try_one) every item or none. */
+static rpc_status
+reserve_with(db_conn *db, const char *stmt, int64_t order_id, const product_item *items, size_t n,
+    char *errbuf, size_t errlen)
 {
         RPC_CLEANUP(rpc_freep) product_item *sorted = NULL;
         rpc_status st;
@@ -224,7 +255,7 @@ product_store_reserve(
                 db_params_i64(&p, order_id);
                 db_params_i64(&p, sorted[i].product_id);
                 db_params_i64(&p, sorted[i].quantity);
-                st = db_exec_count(db, "product_reserve_one", &p, &rows);
+                st = db_exec_count(db, stmt, &p, &rows);
                 if (st != RPC_OK) {
                         snprintf(errbuf, errlen, "%s", db_errmsg(db));
                         return st;
@@ -248,6 +279,35 @@ product_store_reserve(
                 return RPC_FAILED_PRECONDITION;
         }
         return RPC_OK;
+}
+
+rpc_status
+product_store_reserve(
+    db_conn *db, int64_t order_id, const product_item *items, size_t n, char *errbuf, size_t errlen)
+{
+        return reserve_with(db, "product_reserve_one", order_id, items, n, errbuf, errlen);
+}
+
+rpc_status
+product_store_try(
+    db_conn *db, int64_t order_id, const product_item *items, size_t n, char *errbuf, size_t errlen)
+{
+        return reserve_with(db, "product_try_one", order_id, items, n, errbuf, errlen);
+}
+
+rpc_status
+product_store_settle(db_conn *db, int64_t order_id, bool confirm, int64_t *ret_rows)
+{
+        db_params p;
+        rpc_status st;
+
+        db_params_init(&p);
+        db_params_i64(&p, order_id);
+        st = db_exec(db, "product_tried_lock", &p, NULL);
+        if (st != RPC_OK) {
+                return st;
+        }
+        return db_exec_count(db, confirm ? "product_confirm" : "product_cancel", &p, ret_rows);
 }
 
 rpc_status

@@ -157,9 +157,31 @@ run_command(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, bool forwar
         return saga_run(call, so, forward ? SAGA_DEBIT : SAGA_COMPENSATE, out, ret_duplicate);
 }
 
+/* A TCC coordinator's command: a phase of the user branch. */
+static rpc_status
+run_tcc(rpc_call *call, const Mercato__Event__V1__SagaOrder *so, events_tcc_phase phase,
+    txn_outcome *out, bool *ret_duplicate)
+{
+        svc *s = svc_of_call(call);
+        const rpc_conf *conf = s != NULL ? svc_conf(s) : NULL;
+        rpc_status st;
+
+        st = check_saga_order(call, so, phase == EVENTS_TCC_TRY ? SAGA_DEBIT : SAGA_COMPENSATE);
+        if (st != RPC_OK) {
+                return st;
+        }
+        db_conn *db = svc_db(call);
+        if (db == NULL) {
+                return RPC_UNAVAILABLE;
+        }
+        st = user_tcc(db, so, phase, svc_step(conf, "user", "coupon"),
+            svc_step(conf, "user", "debit"), out, ret_duplicate);
+        return events_tcc_status(call, db, st, "user step", phase);
+}
+
 RPC_HANDLER(handle_run, Mercato__Txn__V1__SagaCommand, Mercato__Txn__V1__SagaCommandReply)
 {
-        return events_command_run(call, req, "debit", "refund", run_command, resp);
+        return events_command_run(call, req, "debit", "refund", run_command, run_tcc, resp);
 }
 
 const rpc_method user_command_methods[EVENTS_N_COMMAND_METHODS] = {

@@ -47,6 +47,7 @@ user_coupon_msg(rpc_call *call, const user_coupon_rec *rec, Mercato__User__V1__U
 RPC_HANDLER(handle_get_balance, Mercato__User__V1__GetBalanceRequest, Mercato__User__V1__Balance)
 {
         int64_t balance = 0;
+        int64_t frozen = 0;
         rpc_status st;
 
         if (req->user_id <= 0) {
@@ -56,7 +57,7 @@ RPC_HANDLER(handle_get_balance, Mercato__User__V1__GetBalanceRequest, Mercato__U
         if (db == NULL) {
                 return RPC_UNAVAILABLE;
         }
-        st = user_store_get_balance(db, req->user_id, &balance);
+        st = user_store_get_balance(db, req->user_id, &balance, &frozen);
         if (st == RPC_NOT_FOUND) {
                 return rpc_call_error(call, st, "no user %lld", (long long) req->user_id);
         }
@@ -65,6 +66,7 @@ RPC_HANDLER(handle_get_balance, Mercato__User__V1__GetBalanceRequest, Mercato__U
         }
         resp->user_id = req->user_id;
         resp->balance = balance;
+        resp->available = balance - frozen;
         return RPC_OK;
 }
 

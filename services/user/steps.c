@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "events_tx.h"
 #include "txn.h"
@@ -10,6 +11,7 @@
 
 #define SAGA_CONSUMER "user:saga"
 #define SAGA_SOURCE "user"
+#define TCC_CONSUMER "user:tcc"
 
 static rpc_status fail(char *err, size_t errlen, rpc_status st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -176,6 +178,56 @@ user_orch_refund(
         saga_arg arg = { .so = so, .orch = out };
         return events_orch_consume(db, SAGA_CONSUMER, "refund", so->order_id, refund_apply, &arg,
             true, out, ret_duplicate);
+}
+
+/* A TCC phase of the user branch: the try holds the coupon and freezes the amount, the
+ * confirm spends them, the cancel frees them. */
+static rpc_status
+tcc_apply(
+    db_conn *db, void *arg, events_tcc_phase phase, const char **ret_reason, int64_t *ret_discount)
+{
+        const saga_arg *a = arg;
+        const Mercato__Event__V1__SagaOrder *so = a->so;
+        const char *what = "balance";
+        bool settled = false;
+        rpc_status st;
+
+        if (phase != EVENTS_TCC_TRY) {
+                st = user_store_settle(db, so->order_id, phase == EVENTS_TCC_CONFIRM, &settled);
+                /* A confirm with nothing tried is a coordinator's mistake: refused. */
+                return st == RPC_OK && !settled && phase == EVENTS_TCC_CONFIRM
+                    ? RPC_FAILED_PRECONDITION
+                    : st;
+        }
+        if ((so->coupon_id > 0 && a->coupon_sw == SVC_STEP_TIMEOUT)
+            || a->debit_sw == SVC_STEP_TIMEOUT) {
+                return RPC_UNAVAILABLE;
+        }
+        if (so->coupon_id > 0 && a->coupon_sw == SVC_STEP_FAIL) {
+                *ret_reason = "coupon_invalid";
+                return RPC_OK;
+        }
+        if (a->debit_sw == SVC_STEP_FAIL) {
+                *ret_reason = "insufficient_balance";
+                return RPC_OK;
+        }
+        st = user_store_try(
+            db, so->user_id, so->coupon_id, so->order_id, so->total, ret_discount, &what);
+        if (st == RPC_FAILED_PRECONDITION || st == RPC_NOT_FOUND) {
+                *ret_reason
+                    = strcmp(what, "coupon") == 0 ? "coupon_invalid" : "insufficient_balance";
+                return RPC_OK;
+        }
+        return st;
+}
+
+rpc_status
+user_tcc(db_conn *db, const Mercato__Event__V1__SagaOrder *so, events_tcc_phase phase,
+    svc_step_result coupon_sw, svc_step_result debit_sw, txn_outcome *out, bool *ret_duplicate)
+{
+        saga_arg arg = { .so = so, .coupon_sw = coupon_sw, .debit_sw = debit_sw };
+        return events_tcc_consume(
+            db, TCC_CONSUMER, phase, so->order_id, tcc_apply, &arg, out, ret_duplicate);
 }
 
 rpc_status

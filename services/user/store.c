@@ -10,7 +10,7 @@
 #define USER_TX_ATTEMPTS 3
 
 static const db_stmt user_stmt_list[] = {
-        { "user_get_balance", "SELECT balance FROM users WHERE id = $1", 1 },
+        { "user_get_balance", "SELECT balance, frozen FROM users WHERE id = $1", 1 },
         { "user_check",
             "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1),"
             " $2::bigint = 0 OR EXISTS (SELECT 1 FROM coupons WHERE id = $2)",
@@ -57,9 +57,46 @@ static const db_stmt user_stmt_list[] = {
         { "user_coupon_use",
             "UPDATE user_coupons uc SET used_order_id = $3 FROM coupons c"
             " WHERE uc.user_id = $1 AND uc.coupon_id = $2 AND c.id = uc.coupon_id"
-            " AND (uc.used_order_id IS NULL OR uc.used_order_id = $3)"
+            " AND (uc.used_order_id IS NULL OR uc.used_order_id = $3) AND uc.held_order_id IS NULL"
             " RETURNING c.kind, c.value",
             3 },
+        /* A TCC try: the coupon held by the order, if it is unused and not held by another. */
+        { "user_coupon_try",
+            "UPDATE user_coupons uc SET held_order_id = $3 FROM coupons c"
+            " WHERE uc.user_id = $1 AND uc.coupon_id = $2 AND c.id = uc.coupon_id"
+            " AND uc.used_order_id IS NULL AND (uc.held_order_id IS NULL OR uc.held_order_id = $3)"
+            " RETURNING c.kind, c.value",
+            3 },
+        /* The confirm uses the coupon the try held; the cancel lets it go. */
+        { "user_coupon_confirm",
+            "UPDATE user_coupons SET used_order_id = held_order_id, held_order_id = NULL"
+            " WHERE held_order_id = $1",
+            1 },
+        { "user_coupon_cancel",
+            "UPDATE user_coupons SET held_order_id = NULL WHERE held_order_id = $1", 1 },
+        /* A TCC try: the hold row first (its key makes a repeat wait, then do nothing), then
+         * the freeze if enough is available. $1 user, $2 amount, $3 order, $4 discount. */
+        { "user_freeze_hold",
+            "INSERT INTO balance_holds (order_id, user_id, amount, discount, status)"
+            " VALUES ($3, $1, $2, $4, 'frozen') ON CONFLICT (order_id) DO NOTHING",
+            4 },
+        { "user_freeze",
+            "UPDATE users SET frozen = frozen + $2 WHERE id = $1 AND balance - frozen >= $2", 2 },
+        /* The confirm: the frozen amount spent (the ledger's debit follows); the cancel: it
+         * is available again. Each returns the user and amount, no row when nothing is
+         * frozen for the order. */
+        { "user_freeze_confirm",
+            "WITH h AS (UPDATE balance_holds SET status = 'confirmed', updated_at = now()"
+            " WHERE order_id = $1 AND status = 'frozen' RETURNING user_id, amount)"
+            " UPDATE users u SET balance = u.balance - h.amount, frozen = u.frozen - h.amount"
+            " FROM h WHERE u.id = h.user_id RETURNING u.id, h.amount",
+            1 },
+        { "user_freeze_cancel",
+            "WITH h AS (UPDATE balance_holds SET status = 'cancelled', updated_at = now()"
+            " WHERE order_id = $1 AND status = 'frozen' RETURNING user_id, amount)"
+            " UPDATE users u SET frozen = u.frozen - h.amount"
+            " FROM h WHERE u.id = h.user_id RETURNING u.id, h.amount",
+            1 },
         { "user_coupon_restore",
             "UPDATE user_coupons SET used_order_id = NULL WHERE used_order_id = $1", 1 },
         /* Debiting: the ledger row first (its unique key makes a repeated debit a no-op,
@@ -68,8 +105,8 @@ static const db_stmt user_stmt_list[] = {
             "INSERT INTO ledger (user_id, kind, amount, order_id) VALUES ($1, 'debit', $2, $3)"
             " ON CONFLICT (order_id, kind) WHERE order_id IS NOT NULL DO NOTHING",
             3 },
-        { "user_debit", "UPDATE users SET balance = balance - $2 WHERE id = $1 AND balance >= $2",
-            2 },
+        { "user_debit",
+            "UPDATE users SET balance = balance - $2 WHERE id = $1 AND balance - frozen >= $2", 2 },
         /* One statement: the refund row exists once per order, and only its insert moves
          * money. */
         { "user_refund",
@@ -82,7 +119,8 @@ static const db_stmt user_stmt_list[] = {
             1 },
         /* Seeding empties the txn tables too (txn.h names them): the admin path only. */
         { "user_seed_truncate",
-            "TRUNCATE users, ledger, coupons, user_coupons RESTART IDENTITY CASCADE", 0 },
+            "TRUNCATE users, ledger, coupons, user_coupons, balance_holds RESTART IDENTITY CASCADE",
+            0 },
         /* $3 poor users, just below the $4 declining ones at the top, start with nothing. */
         { "user_seed_users",
             "INSERT INTO users (id, name, balance)"
@@ -118,7 +156,7 @@ kind_from_text(const char *s)
 }
 
 rpc_status
-user_store_get_balance(db_conn *db, int64_t user_id, int64_t *ret_balance)
+user_store_get_balance(db_conn *db, int64_t user_id, int64_t *ret_balance, int64_t *ret_frozen)
 {
         DB_RES_CLEANUP PGresult *res = NULL;
         db_params p;
@@ -134,6 +172,9 @@ user_store_get_balance(db_conn *db, int64_t user_id, int64_t *ret_balance)
                 return RPC_NOT_FOUND;
         }
         *ret_balance = db_get_i64(res, 0, 0);
+        if (ret_frozen != NULL) {
+                *ret_frozen = db_get_i64(res, 0, 1);
+        }
         return RPC_OK;
 }
 
@@ -519,6 +560,114 @@ user_store_refund(db_conn *db, int64_t order_id)
         db_params_init(&p);
         db_params_i64(&p, order_id);
         return db_exec(db, "user_refund", &p, NULL);
+}
+
+/* The coupon of order_id's try, held: *ret_discount on total. FAILED_PRECONDITION when the
+ * user does not hold it unused and free, NOT_FOUND for no such coupon. */
+static rpc_status
+coupon_try(db_conn *db, int64_t user_id, int64_t coupon_id, int64_t order_id, int64_t total,
+    int64_t *ret_discount)
+{
+        DB_RES_CLEANUP PGresult *res = NULL;
+        db_params p;
+        rpc_status st;
+
+        db_params_init(&p);
+        db_params_i64(&p, user_id);
+        db_params_i64(&p, coupon_id);
+        db_params_i64(&p, order_id);
+        st = db_exec(db, "user_coupon_try", &p, &res);
+        if (st != RPC_OK) {
+                return st;
+        }
+        if (db_rows(res) == 0) {
+                st = exists(db, "user_coupon_exists", coupon_id);
+                return st == RPC_OK ? RPC_FAILED_PRECONDITION : st;
+        }
+        *ret_discount
+            = user_discount(kind_from_text(db_get_str(res, 0, 0)), db_get_i64(res, 0, 1), total);
+        return RPC_OK;
+}
+
+rpc_status
+user_store_try(db_conn *db, int64_t user_id, int64_t coupon_id, int64_t order_id, int64_t total,
+    int64_t *ret_discount, const char **ret_what)
+{
+        int64_t discount = 0;
+        int64_t rows = 0;
+        db_params p;
+        rpc_status st;
+
+        *ret_what = "balance";
+        if (total < 0 || total > USER_AMOUNT_MAX) {
+                return RPC_INVALID_ARGUMENT;
+        }
+        if (coupon_id > 0) {
+                *ret_what = "coupon";
+                st = coupon_try(db, user_id, coupon_id, order_id, total, &discount);
+                if (st != RPC_OK) {
+                        return st;
+                }
+                *ret_what = "balance";
+        }
+        db_params_init(&p);
+        db_params_i64(&p, user_id);
+        db_params_i64(&p, total - discount);
+        db_params_i64(&p, order_id);
+        db_params_i64(&p, discount);
+        st = db_exec_count(db, "user_freeze_hold", &p, &rows);
+        if (st == RPC_FAILED_PRECONDITION && strcmp(db_sqlstate(db), "23503") == 0) {
+                return RPC_NOT_FOUND; /* the hold's foreign key: no such user */
+        }
+        if (st != RPC_OK) {
+                return st;
+        }
+        if (rows == 0) {
+                return RPC_ALREADY_EXISTS; /* the order froze before */
+        }
+        db_params_init(&p);
+        db_params_i64(&p, user_id);
+        db_params_i64(&p, total - discount);
+        st = db_exec_count(db, "user_freeze", &p, &rows);
+        if (st != RPC_OK) {
+                return st;
+        }
+        if (rows != 1) {
+                return RPC_FAILED_PRECONDITION;
+        }
+        *ret_discount = discount;
+        return RPC_OK;
+}
+
+rpc_status
+user_store_settle(db_conn *db, int64_t order_id, bool confirm, bool *ret_settled)
+{
+        DB_RES_CLEANUP PGresult *res = NULL;
+        db_params p;
+        rpc_status st;
+
+        *ret_settled = false;
+        db_params_init(&p);
+        db_params_i64(&p, order_id);
+        st = db_exec(db, confirm ? "user_freeze_confirm" : "user_freeze_cancel", &p, &res);
+        if (st != RPC_OK) {
+                return st;
+        }
+        if (db_rows(res) == 1 && confirm && db_get_i64(res, 0, 1) > 0) {
+                /* The spent amount's debit in the ledger, as every other mode records it. */
+                db_params_init(&p);
+                db_params_i64(&p, db_get_i64(res, 0, 0));
+                db_params_i64(&p, db_get_i64(res, 0, 1));
+                db_params_i64(&p, order_id);
+                st = db_exec(db, "user_debit_ledger", &p, NULL);
+        }
+        if (st == RPC_OK) {
+                *ret_settled = db_rows(res) == 1;
+                db_params_init(&p);
+                db_params_i64(&p, order_id);
+                st = db_exec(db, confirm ? "user_coupon_confirm" : "user_coupon_cancel", &p, NULL);
+        }
+        return st;
 }
 
 /* The seed's transaction (db_transaction runs it again when it aborts). */

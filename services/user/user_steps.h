@@ -12,6 +12,7 @@
 
 #include "db.h"
 #include "event.pb-c.h"
+#include "events_tx.h"
 #include "svc.h"
 #include "tpc.h"
 #include "txn.h"
@@ -38,6 +39,16 @@ rpc_status user_orch_debit(db_conn *db, const Mercato__Event__V1__SagaOrder *so,
     svc_step_result coupon_sw, svc_step_result debit_sw, txn_outcome *out,
     bool *ret_duplicate) RPC_WARN_UNUSED;
 rpc_status user_orch_refund(db_conn *db, const Mercato__Event__V1__SagaOrder *so, txn_outcome *out,
+    bool *ret_duplicate) RPC_WARN_UNUSED;
+
+/* A TCC phase (SagaParticipant/Run "try", "confirm", "cancel", mode tcc) on the order's user:
+ * the try holds the coupon (coupon_invalid when it cannot) and freezes total less its
+ * discount (insufficient_balance when too little is available), with the switches as for
+ * debit; the confirm spends both (the ledger's debit, the coupon used), the cancel frees
+ * them. One transaction behind the key "<phase>:<order>" of user:tcc; *out (the try's
+ * discount) and *ret_duplicate as events_tcc_consume gives them. */
+rpc_status user_tcc(db_conn *db, const Mercato__Event__V1__SagaOrder *so, events_tcc_phase phase,
+    svc_step_result coupon_sw, svc_step_result debit_sw, txn_outcome *out,
     bool *ret_duplicate) RPC_WARN_UNUSED;
 
 /* The 2pc branch (a txn_tpc_branch_fn): uses the coupon (no vote, coupon_invalid, when it

@@ -47,9 +47,25 @@ typedef struct user_coupon_rec {
         int64_t issued_at_ms;
 } user_coupon_rec;
 
-/* The balance of a user. NOT_FOUND if there is no such user. */
+/* The balance of a user, and (ret_frozen may be NULL) what TCC tries froze of it: the
+ * available amount is balance - frozen. NOT_FOUND if there is no such user. */
 rpc_status user_store_get_balance(
-    db_conn *db, int64_t user_id, int64_t *ret_balance) RPC_WARN_UNUSED;
+    db_conn *db, int64_t user_id, int64_t *ret_balance, int64_t *ret_frozen) RPC_WARN_UNUSED;
+
+/* A TCC try (mode tcc), inside the caller's open transaction: holds the coupon (unless
+ * coupon_id is 0) and freezes total less its discount (*ret_discount), so that neither can
+ * be spent by another order. FAILED_PRECONDITION when the coupon is not held unused and free
+ * (*ret_what "coupon") or too little is available (*ret_what "balance"); NOT_FOUND for no
+ * such coupon or user; ALREADY_EXISTS when the order froze before. The caller rolls back
+ * on failure. */
+rpc_status user_store_try(db_conn *db, int64_t user_id, int64_t coupon_id, int64_t order_id,
+    int64_t total, int64_t *ret_discount, const char **ret_what) RPC_WARN_UNUSED;
+
+/* Inside the caller's open transaction: settles the order's try. With confirm the frozen
+ * amount is spent (a 'debit' ledger row) and the coupon used; else both are free again.
+ * *ret_settled says there was a frozen try to settle. */
+rpc_status user_store_settle(
+    db_conn *db, int64_t order_id, bool confirm, bool *ret_settled) RPC_WARN_UNUSED;
 
 /* Checks that the user exists and, unless coupon_id is 0, that the coupon exists: the
  * first thing an order checks, so that bad input records nothing. NOT_FOUND, with

@@ -521,18 +521,18 @@ test_user_store_debit_and_refund(void **state)
 
         (void) state;
         assert_int_equal(user_store_debit(db, 20, 700, 9001), RPC_OK);
-        assert_int_equal(user_store_get_balance(db, 20, &balance), RPC_OK);
+        assert_int_equal(user_store_get_balance(db, 20, &balance, NULL), RPC_OK);
         assert_int_equal(balance, BALANCE - 700);
         /* A repeated debit of one order changes nothing. */
         assert_int_equal(user_store_debit(db, 20, 700, 9001), RPC_OK);
-        assert_int_equal(user_store_get_balance(db, 20, &balance), RPC_OK);
+        assert_int_equal(user_store_get_balance(db, 20, &balance, NULL), RPC_OK);
         assert_int_equal(balance, BALANCE - 700);
         assert_int_equal(ledger_gap(fx.db, 20), 0);
 
         /* The refund gives it back once. */
         assert_int_equal(user_store_refund(db, 9001), RPC_OK);
         assert_int_equal(user_store_refund(db, 9001), RPC_OK);
-        assert_int_equal(user_store_get_balance(db, 20, &balance), RPC_OK);
+        assert_int_equal(user_store_get_balance(db, 20, &balance, NULL), RPC_OK);
         assert_int_equal(balance, BALANCE);
         assert_int_equal(
             harness_sql_i64(fx.db, "SELECT count(*) FROM ledger WHERE order_id = 9001"), 2);
@@ -549,7 +549,7 @@ test_user_store_debit_and_refund(void **state)
 
         /* The whole balance may go, not a unit more. */
         assert_int_equal(user_store_debit(db, 21, BALANCE, 9006), RPC_OK);
-        assert_int_equal(user_store_get_balance(db, 21, &balance), RPC_OK);
+        assert_int_equal(user_store_get_balance(db, 21, &balance, NULL), RPC_OK);
         assert_int_equal(balance, 0);
         assert_int_equal(user_store_debit(db, 21, 1, 9007), RPC_FAILED_PRECONDITION);
         db_close(db);
