@@ -317,6 +317,9 @@ mode_name(const json_t *order)
         if (strcmp(m, "ORCHESTRATION") == 0) {
                 return "orchestration";
         }
+        if (strcmp(m, "TCC") == 0) {
+                return "tcc";
+        }
         return m[0] != '\0' ? m : "-";
 }
 
@@ -967,7 +970,7 @@ print_place_order(const json_t *reply)
 static const cli_opt order_place_opts[] = {
         { "coupon", "ID", "use this coupon (the user must hold it)" },
         { "mode", "MODE",
-            "saga, 2pc, monolith or orchestration (default: the order service's mode);\n"
+            "saga, 2pc, monolith, orchestration or tcc (default: the order service's mode);\n"
             "                         monolith also selects the monolith dataset" },
         { NULL, NULL, NULL },
 };
@@ -983,6 +986,7 @@ cmd_order_place(cli *c, const cli_args *a)
                 { "2pc", "MODE_TWO_PC" },
                 { "monolith", "MODE_MONOLITH" },
                 { "orchestration", "MODE_ORCHESTRATION" },
+                { "tcc", "MODE_TCC" },
         };
         int64_t user, coupon = 0;
         const char *mode = "MODE_UNSPECIFIED";
@@ -1000,7 +1004,7 @@ cmd_order_place(cli *c, const cli_args *a)
                 }
                 if (k == N_ELEMS(modes)) {
                         return cli_usage_error(
-                            "--mode must be saga, 2pc, monolith or orchestration, not '%s'",
+                            "--mode must be saga, 2pc, monolith, orchestration or tcc, not '%s'",
                             a->opt[1]);
                 }
                 mode = modes[k].value;

@@ -35,6 +35,11 @@
  *   resolve  ORDER retry: the orchestrator's recovery drives the saga at its next pass,
  *            whatever its backoff (after the operator fixed what the last error names)
  *
+ * TCC runs on the same log, and gets the same three, with its branches for steps: list
+ * gives its transactions not finished (forward: trying, confirming, backward: cancelling),
+ * stuck once a confirm or cancel was sent orch_stuck_after times; show the transaction and
+ * its branches; resolve ORDER retry.
+ *
  * The monolith runs an order in one local transaction: nothing of it outlives the call.
  */
 #include <stdlib.h>
@@ -76,10 +81,11 @@ static const db_stmt orch_stmt_list[] = {
             " (extract(epoch FROM clock_timestamp() - s.created_at) * 1000)::bigint,"
             " max(t.attempts), max(t.compensations),"
             " string_agg(t.name || ' ' || t.state, ', ' ORDER BY t.step),"
-            " coalesce(max(t.last_error) FILTER (WHERE t.last_error <> ''), '')"
+            " coalesce(max(t.last_error) FILTER (WHERE t.last_error <> ''), ''),"
+            " (SELECT o.mode FROM orders o WHERE o.id = s.order_id)"
             " FROM orch_saga s JOIN orch_step t ON t.order_id = s.order_id"
-            " WHERE s.state IN ('forward', 'backward') GROUP BY s.order_id ORDER BY s.order_id"
-            " LIMIT $1",
+            " WHERE s.state IN ('forward', 'backward', 'confirming') GROUP BY s.order_id"
+            " ORDER BY s.order_id LIMIT $1",
             1 },
         { "cli_orch_saga",
             "SELECT state, reason, (extract(epoch FROM deadline_at) * 1000)::bigint,"
@@ -93,7 +99,7 @@ static const db_stmt orch_stmt_list[] = {
             1 },
         { "cli_orch_retry",
             "UPDATE orch_saga SET next_attempt_at = now() WHERE order_id = $1"
-            " AND state IN ('forward', 'backward')",
+            " AND state IN ('forward', 'backward', 'confirming')",
             1 },
 };
 
@@ -662,8 +668,9 @@ stuck_after(const cli *c)
         return rpc_conf_get_int(c->conf, "order", "orch_stuck_after", 5);
 }
 
-/* Adds "orchestrated" to out: the sagas not finished, each with its steps, and stuck when
- * a compensation was sent orch_stuck_after times. */
+/* Adds "orchestrated" to out: the sagas and TCC transactions not finished, each with its
+ * mode and steps, and stuck when a compensation (a cancel or confirm) was sent
+ * orch_stuck_after times. */
 static int
 orch_list(cli *c, txn_dbs *d, json_t *out)
 {
@@ -686,13 +693,13 @@ orch_list(cli *c, txn_dbs *d, json_t *out)
                 return CLI_EXIT_UNREACHABLE;
         }
         for (int r = 0; r < db_rows(res); r++) {
-                bool is_stuck = strcmp(db_get_str(res, r, 1), "backward") == 0
+                bool is_stuck = strcmp(db_get_str(res, r, 1), "forward") != 0
                     && db_get_i64(res, r, 5) >= stuck;
                 n_stuck += is_stuck;
                 json_array_append_new(sagas,
-                    json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:b}", "order_id",
-                        (json_int_t) db_get_i64(res, r, 0), "state", db_get_str(res, r, 1),
-                        "reason", db_get_str(res, r, 2), "age_ms",
+                    json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:b}", "order_id",
+                        (json_int_t) db_get_i64(res, r, 0), "mode", db_get_str(res, r, 8), "state",
+                        db_get_str(res, r, 1), "reason", db_get_str(res, r, 2), "age_ms",
                         (json_int_t) db_get_i64(res, r, 3), "max_attempts",
                         (json_int_t) db_get_i64(res, r, 4), "max_compensations",
                         (json_int_t) db_get_i64(res, r, 5), "steps", db_get_str(res, r, 6),
@@ -702,12 +709,13 @@ orch_list(cli *c, txn_dbs *d, json_t *out)
                 size_t i;
                 json_t *v;
 
-                printf("orchestrated sagas not finished: %zu (%zu stuck)\n", json_array_size(sagas),
-                    n_stuck);
+                printf("orchestrated sagas and TCC transactions not finished: %zu (%zu stuck)\n",
+                    json_array_size(sagas), n_stuck);
                 json_array_foreach(sagas, i, v)
                 {
-                        printf("  order %-10lld %8lld ms  %s%s%s%s  [%s]%s%s\n",
+                        printf("  order %-10lld %-13s %8lld ms  %s%s%s%s  [%s]%s%s\n",
                             (long long) json_integer_value(json_object_get(v, "order_id")),
+                            json_string_value(json_object_get(v, "mode")),
                             (long long) json_integer_value(json_object_get(v, "age_ms")),
                             json_string_value(json_object_get(v, "state")),
                             json_string_length(json_object_get(v, "reason")) > 0 ? " " : "",
@@ -760,20 +768,24 @@ orch_log_json(db_conn *db, int64_t order_id)
         return out;
 }
 
+/* Prints the log of an orchestrated saga, or with tcc of a TCC transaction (whose steps
+ * are its branches, and whose second-phase sends are its confirms and cancels). */
 static void
-orch_log_print(const json_t *log)
+orch_log_print(const json_t *log, bool tcc)
 {
         size_t i;
         json_t *v;
 
-        printf("saga      %s%s%s%s%s\n", json_string_value(json_object_get(log, "state")),
+        printf("%-9s %s%s%s%s%s\n", tcc ? "tcc" : "saga",
+            json_string_value(json_object_get(log, "state")),
             json_string_length(json_object_get(log, "reason")) > 0 ? " " : "",
             json_string_value(json_object_get(log, "reason")),
             json_string_length(json_object_get(log, "failed_branch")) > 0 ? ", failed: " : "",
             json_string_value(json_object_get(log, "failed_branch")));
         json_array_foreach(json_object_get(log, "steps"), i, v)
         {
-                printf("  %lld %-8s %-13s sent %lld, compensations %lld%s%s\n",
+                printf(tcc ? "  %lld %-8s %-13s tries %lld, confirms and cancels %lld%s%s\n"
+                           : "  %lld %-8s %-13s sent %lld, compensations %lld%s%s\n",
                     (long long) json_integer_value(json_object_get(v, "step")),
                     json_string_value(json_object_get(v, "name")),
                     json_string_value(json_object_get(v, "state")),
@@ -810,7 +822,7 @@ saga_resolve(cli *c, txn_dbs *d, const char *id, const char *action)
                 cli_error(st, "order: %s", d->log != NULL ? db_errmsg(d->log) : "no [order] db");
                 return CLI_EXIT_UNREACHABLE;
         }
-        bool orchestrated = o.mode == ORDER_MODE_ORCHESTRATION;
+        bool orchestrated = o.mode == ORDER_MODE_ORCHESTRATION || o.mode == ORDER_MODE_TCC;
         order_rec_fini(&o);
         if (!orchestrated) {
                 return cli_usage_error("%s: saga: %s", id, saga_no_resolve);
@@ -864,7 +876,8 @@ saga_show(cli *c, txn_dbs *d, const char *id)
         json_object_set_new(out, "mode", json_string(order_mode_name(o.mode)));
         json_object_set_new(out, "created_at_ms", json_integer((json_int_t) o.created_at_ms));
         json_object_set_new(out, "updated_at_ms", json_integer((json_int_t) o.updated_at_ms));
-        bool orchestrated = o.mode == ORDER_MODE_ORCHESTRATION;
+        bool orchestrated = o.mode == ORDER_MODE_ORCHESTRATION || o.mode == ORDER_MODE_TCC;
+        bool tcc = o.mode == ORDER_MODE_TCC;
         order_rec_fini(&o);
         if (orchestrated) {
                 json_t *log = orch_log_json(d->log, order_id);
@@ -918,7 +931,7 @@ saga_show(cli *c, txn_dbs *d, const char *id)
                     json_string_length(json_object_get(out, "reason")) > 0 ? " " : "",
                     json_string_value(json_object_get(out, "reason")));
                 if (json_object_get(out, "saga") != NULL) {
-                        orch_log_print(json_object_get(out, "saga"));
+                        orch_log_print(json_object_get(out, "saga"), tcc);
                 }
                 printf("events    %zu deliveries\n", json_array_size(events));
                 json_array_foreach(events, i, v)
@@ -962,6 +975,8 @@ static const txn_mode txn_modes[] = {
         { "monolith", NULL, NULL, NULL, NULL, NULL },
         /* Its order ids are the saga entry's: show and resolve look at the order's mode. */
         { "orchestration", orch_list, NULL, NULL, NULL, NULL },
+        /* On the orchestrator's log too: orch_list lists it, show and resolve as above. */
+        { "tcc", NULL, NULL, NULL, NULL, NULL },
 };
 
 #define N_TXN_MODES (sizeof(txn_modes) / sizeof(txn_modes[0]))

@@ -1,10 +1,11 @@
 /* modes.c: the table of transaction modes: one entry per mode, each defined in its own file. */
 #include "modes.h"
 
-/* monolith.c, saga.c, tpc.c, orch.c */
+/* monolith.c, saga.c, tpc.c, orch.c, tcc.c */
 extern const order_mode_ops order_monolith_ops;
 extern const order_mode_ops order_orch_ops;
 extern const order_mode_ops order_saga_ops;
+extern const order_mode_ops order_tcc_ops;
 extern const order_mode_ops order_tpc_ops;
 
 static const order_mode_ops *const modes[ORDER_MODE_END] = {
@@ -12,6 +13,7 @@ static const order_mode_ops *const modes[ORDER_MODE_END] = {
         [ORDER_MODE_TWO_PC] = &order_tpc_ops,
         [ORDER_MODE_MONOLITH] = &order_monolith_ops,
         [ORDER_MODE_ORCHESTRATION] = &order_orch_ops,
+        [ORDER_MODE_TCC] = &order_tcc_ops,
 };
 
 const order_mode_ops *

@@ -48,7 +48,8 @@
  * its command not yet out), answered:<step> (the command answered, the answer not yet
  * recorded), undo:<step> (its compensation recorded sent, not yet out) or finish (before
  * the end's transaction), with <step> one of reserve, debit, capture: the process exits
- * there, as a crash would.
+ * there, as a crash would. Mode tcc (tcc.c) runs on this orchestrator, with two points
+ * more: decide and confirm:<step>.
  *
  * Step switches: order.create fail is an INTERNAL error before anything is written;
  * order.create timeout creates the saga but sends nothing, so that its deadline cancels it.
@@ -397,7 +398,8 @@ answer_key(
                 return rpc_call_error(call, st, "database: %s", db_errmsg(db));
         }
         order_id = rec.order_id;
-        open = rec.status == ORDER_PENDING && rec.mode == ORDER_MODE_ORCHESTRATION;
+        open = rec.status == ORDER_PENDING
+            && (rec.mode == ORDER_MODE_ORCHESTRATION || rec.mode == ORDER_MODE_TCC);
         order_rec_fini(&rec);
         return drive_and_answer(call, db, order_id, open, resp);
 }
@@ -416,8 +418,9 @@ started_wait(void)
         return atomic_load(&orch.started);
 }
 
-static rpc_status
-orch_place(rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp)
+rpc_status
+order_orch_place(rpc_call *call, const order_request *r, order_mode mode,
+    Mercato__Order__V1__PlaceOrderResponse *resp)
 {
         svc *s = svc_of_call(call);
         svc_step_result create = svc_step(s != NULL ? svc_conf(s) : NULL, "order", "create");
@@ -455,7 +458,7 @@ orch_place(rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrde
                 .n_items = r->n_lines,
                 .total = total,
                 .coupon_id = r->coupon_id,
-                .mode = ORDER_MODE_ORCHESTRATION,
+                .mode = mode,
                 .status = ORDER_PENDING,
                 .idempotency_key = r->idempotency_key,
         };
@@ -534,6 +537,12 @@ orch_stop(svc *s)
                 orch.recovery_running = false;
         }
         /* The clients stay open: handlers may still run until the server stops. */
+}
+
+static rpc_status
+orch_place(rpc_call *call, const order_request *r, Mercato__Order__V1__PlaceOrderResponse *resp)
+{
+        return order_orch_place(call, r, ORDER_MODE_ORCHESTRATION, resp);
 }
 
 const order_mode_ops order_orch_ops = {

@@ -21,6 +21,8 @@ static const char *const step_state_names[] = {
         [ORDER_ORCH_REFUSED] = "refused",
         [ORDER_ORCH_COMPENSATING] = "compensating",
         [ORDER_ORCH_COMPENSATED] = "compensated",
+        [ORDER_ORCH_CONFIRMING] = "confirming",
+        [ORDER_ORCH_CONFIRMED] = "confirmed",
 };
 
 static const char *const state_names[] = {
@@ -28,7 +30,11 @@ static const char *const state_names[] = {
         [ORDER_ORCH_BACKWARD] = "backward",
         [ORDER_ORCH_COMPLETED] = "completed",
         [ORDER_ORCH_CANCELLED] = "cancelled",
+        [ORDER_ORCH_DECIDED] = "confirming",
 };
+
+#define N_STEP_STATES ((int) (sizeof(step_state_names) / sizeof(step_state_names[0])))
+#define N_STATES ((int) (sizeof(state_names) / sizeof(state_names[0])))
 
 static const db_stmt orch_stmt_list[] = {
         /* $1 order, $2 timeout in ms */
@@ -65,6 +71,11 @@ static const db_stmt orch_stmt_list[] = {
             " failed_status = $4, failed_message = $5, next_attempt_at = now(),"
             " updated_at = now() WHERE order_id = $1 AND state = 'forward'",
             5 },
+        /* tcc: every try held, the decision to confirm */
+        { "orch_confirm",
+            "UPDATE orch_saga SET state = 'confirming', next_attempt_at = now(),"
+            " updated_at = now() WHERE order_id = $1 AND state = 'forward'",
+            1 },
         /* $1 order, $2 the state it ends in, $3 the state it must be in */
         { "orch_end",
             "UPDATE orch_saga SET state = $2, updated_at = now()"
@@ -75,7 +86,7 @@ static const db_stmt orch_stmt_list[] = {
             " WHERE order_id = $1",
             2 },
         { "orch_due",
-            "SELECT order_id FROM orch_saga WHERE state IN ('forward', 'backward')"
+            "SELECT order_id FROM orch_saga WHERE state IN ('forward', 'backward', 'confirming')"
             " AND next_attempt_at <= now() ORDER BY next_attempt_at, order_id LIMIT $1",
             1 },
 };
@@ -88,13 +99,13 @@ const db_stmt_table order_orch_stmts = {
 const char *
 order_orch_step_state_name(order_orch_step_state st)
 {
-        return st >= ORDER_ORCH_PENDING && st <= ORDER_ORCH_COMPENSATED ? step_state_names[st] : "";
+        return st >= ORDER_ORCH_PENDING && (int) st < N_STEP_STATES ? step_state_names[st] : "";
 }
 
 const char *
 order_orch_state_name(order_orch_state st)
 {
-        return st >= ORDER_ORCH_FORWARD && st <= ORDER_ORCH_CANCELLED ? state_names[st] : "";
+        return st >= ORDER_ORCH_FORWARD && (int) st < N_STATES ? state_names[st] : "";
 }
 
 /* A name back to its number, -1 if it is none of them. */
@@ -171,7 +182,7 @@ order_orch_load(db_conn *db, int64_t order_id, order_orch_saga *ret)
         if (PQntuples(res) != 1) {
                 return RPC_NOT_FOUND;
         }
-        ret->state = (order_orch_state) name_index(state_names, 4, db_get_str(res, 0, 0));
+        ret->state = (order_orch_state) name_index(state_names, N_STATES, db_get_str(res, 0, 0));
         snprintf(ret->reason, sizeof(ret->reason), "%s", db_get_str(res, 0, 1));
         ret->discount = db_get_i64(res, 0, 2);
         snprintf(ret->failure.branch, sizeof(ret->failure.branch), "%s", db_get_str(res, 0, 3));
@@ -187,7 +198,7 @@ order_orch_load(db_conn *db, int64_t order_id, order_orch_saga *ret)
         }
         for (int i = 0; i < ORDER_ORCH_STEPS; i++) {
                 order_orch_step *s = &ret->steps[i];
-                int k = name_index(step_state_names, 6, db_get_str(steps, i, 1));
+                int k = name_index(step_state_names, N_STEP_STATES, db_get_str(steps, i, 1));
 
                 if ((int) db_get_i64(steps, i, 0) != i + 1 || k < 0) {
                         return RPC_INTERNAL;
@@ -232,8 +243,9 @@ order_orch_step_set(db_conn *db, int64_t order_id, int step, order_orch_step_sta
         if (step < 1 || step > ORDER_ORCH_STEPS) {
                 return RPC_INVALID_ARGUMENT;
         }
+        /* A compensation, a cancel and a confirm count as the step's second-phase sends. */
         return step_set(db, order_id, step, order_orch_step_state_name(state),
-            state == ORDER_ORCH_COMPENSATING, sent, last_error);
+            state == ORDER_ORCH_COMPENSATING || state == ORDER_ORCH_CONFIRMING, sent, last_error);
 }
 
 /* What step_done_tx and backward_tx write. */
@@ -315,6 +327,7 @@ order_orch_backward(db_conn *db, int64_t order_id, int step, const char *reason,
 typedef struct finish_arg {
         int64_t order_id;
         bool complete;
+        const char *from; /* the state it ends from */
         order_rec rec;
         bool have_rec;
 } finish_arg;
@@ -340,7 +353,7 @@ finish_tx(db_conn *db, void *arg)
         db_params_init(&p);
         db_params_i64(&p, a->order_id);
         db_params_str(&p, a->complete ? "completed" : "cancelled");
-        db_params_str(&p, a->complete ? "forward" : "backward");
+        db_params_str(&p, a->from);
         st = db_exec_count(db, "orch_end", &p, &rows);
         if (st != RPC_OK) {
                 return st;
@@ -368,9 +381,11 @@ finish_tx(db_conn *db, void *arg)
 }
 
 rpc_status
-order_orch_finish(db_conn *db, int64_t order_id, bool complete, order_rec *ret_rec)
+order_orch_finish(
+    db_conn *db, int64_t order_id, bool complete, order_orch_state from, order_rec *ret_rec)
 {
-        finish_arg a = { .order_id = order_id, .complete = complete };
+        finish_arg a
+            = { .order_id = order_id, .complete = complete, .from = order_orch_state_name(from) };
         rpc_status st = db_transaction(db, ORCH_TX_ATTEMPTS, finish_tx, &a);
 
         if (st != RPC_OK) {
@@ -381,6 +396,19 @@ order_orch_finish(db_conn *db, int64_t order_id, bool complete, order_rec *ret_r
         }
         *ret_rec = a.rec;
         return RPC_OK;
+}
+
+rpc_status
+order_orch_confirm(db_conn *db, int64_t order_id)
+{
+        int64_t rows = 0;
+        db_params p;
+        rpc_status st;
+
+        db_params_init(&p);
+        db_params_i64(&p, order_id);
+        st = db_exec_count(db, "orch_confirm", &p, &rows);
+        return st == RPC_OK && rows != 1 ? RPC_FAILED_PRECONDITION : st;
 }
 
 rpc_status
@@ -464,14 +492,16 @@ next_backward(const order_orch_saga *g)
         return -1;
 }
 
-/* Reports a saga that just became stuck: a compensation sent stuck_after times. */
+/* Reports a saga that just became stuck: a second-phase command (action) sent stuck_after
+ * times. */
 static void
-note_stuck(const order_orch_driver *d, const order_orch_saga *g, int i, const char *error)
+note_stuck(const order_orch_driver *d, const order_orch_saga *g, int i, const char *action,
+    const char *error)
 {
         if (g->steps[i].compensations + 1 == d->stuck_after) {
                 fprintf(stderr,
                     "mercato-order: saga of order %lld stuck: %s of step %s sent %d times: %s\n",
-                    (long long) g->order_id, undo_names[i], step_names[i], d->stuck_after, error);
+                    (long long) g->order_id, action, step_names[i], d->stuck_after, error);
         }
 }
 
@@ -487,11 +517,31 @@ backoff_ms(int sends, int64_t max)
         return ms < max ? ms : max;
 }
 
-/* Sends a step's command, or with undo its compensation, for order: the SagaOrder is the
- * order with the discount the user step gave. */
+/* What a command does: a step forward, its compensation (a cancel, in tcc), or a confirm. */
+typedef enum cmd_kind {
+        CMD_STEP = 0,
+        CMD_UNDO = 1,
+        CMD_CONFIRM = 2,
+} cmd_kind;
+
+/* The action of kind for step (1-based), as the participant names it: the saga's step
+ * and compensation names, or tcc's phases. */
+static const char *
+action_of(bool tcc, cmd_kind kind, int step)
+{
+        static const char *const tcc_actions[] = { "try", "cancel", "confirm" };
+
+        if (tcc) {
+                return tcc_actions[kind];
+        }
+        return kind == CMD_STEP ? step_names[step - 1] : undo_names[step - 1];
+}
+
+/* Sends the command of kind for step of order: the SagaOrder is the order with the
+ * discount the user step gave. */
 static order_orch_cmd
-command(const order_orch_driver *d, int step, bool undo, const order_rec *order, int64_t discount,
-    int64_t timeout_ms, order_orch_answer *a)
+command(const order_orch_driver *d, int step, cmd_kind kind, const order_rec *order,
+    int64_t discount, int64_t timeout_ms, order_orch_answer *a)
 {
         Mercato__Event__V1__SagaOrder so = MERCATO__EVENT__V1__SAGA_ORDER__INIT;
         Mercato__Event__V1__SagaOrder__Line lines[ORDER_ITEMS_MAX];
@@ -514,18 +564,83 @@ command(const order_orch_driver *d, int step, bool undo, const order_rec *order,
         so.items = ptrs;
         so.n_items = order->n_items < ORDER_ITEMS_MAX ? order->n_items : ORDER_ITEMS_MAX;
         *a = (order_orch_answer) { 0 };
-        res = d->command(d->arg, step, undo ? undo_names[step - 1] : step_names[step - 1], &so,
+        res = d->command(d->arg, step, action_of(order->mode == ORDER_MODE_TCC, kind, step), &so,
             timeout_ms > 0 ? timeout_ms : 1, a);
-        if (!undo) {
+        if (kind == CMD_STEP) {
                 point(d, "answered", step);
         }
         return res;
+}
+
+/* The index of the branch to confirm next (0-based), ORDER_ORCH_STEPS when all are. */
+static int
+next_confirm(const order_orch_saga *g)
+{
+        int i = 0;
+
+        while (i < ORDER_ORCH_STEPS && g->steps[i].state == ORDER_ORCH_CONFIRMED) {
+                i++;
+        }
+        return i;
+}
+
+/* Ends the saga (complete, from state `from`): *ret_terminal and *rec once it did. */
+static rpc_status
+end(db_conn *db, const order_orch_driver *d, const order_orch_saga *g, bool complete,
+    order_orch_state from, bool *ret_terminal, order_rec *rec)
+{
+        rpc_status st;
+
+        point(d, "finish", 0);
+        st = order_orch_finish(db, g->order_id, complete, from, rec);
+        if (st == RPC_OK) {
+                *ret_terminal = true;
+                if (complete && d->completed != NULL) {
+                        d->completed(d->arg);
+                }
+        }
+        /* FAILED_PRECONDITION: another driver ended it; the next move sees how. */
+        return st == RPC_FAILED_PRECONDITION ? RPC_OK : st;
+}
+
+/* A second-phase command (a compensation, a cancel, a confirm) of step i (0-based): recorded
+ * sent in state `sending`, sent, and recorded `done` once answered; else sent again after
+ * the backoff, for ever, with a report once it was sent stuck_after times. */
+static rpc_status
+second_phase(db_conn *db, const order_orch_driver *d, const order_rec *order,
+    const order_orch_saga *g, int i, cmd_kind kind, int64_t budget, int64_t *ret_wait)
+{
+        order_orch_step_state sending
+            = kind == CMD_CONFIRM ? ORDER_ORCH_CONFIRMING : ORDER_ORCH_COMPENSATING;
+        order_orch_step_state done
+            = kind == CMD_CONFIRM ? ORDER_ORCH_CONFIRMED : ORDER_ORCH_COMPENSATED;
+        order_orch_answer a;
+        rpc_status st;
+
+        if (budget <= 0) {
+                *ret_wait = 1;
+                return RPC_OK;
+        }
+        st = order_orch_step_set(db, g->order_id, i + 1, sending, true, NULL);
+        if (st != RPC_OK) {
+                return st;
+        }
+        point(d, kind == CMD_CONFIRM ? "confirm" : "undo", i + 1);
+        if (command(d, i + 1, kind, order, g->discount,
+                budget < d->call_timeout_ms ? budget : d->call_timeout_ms, &a)
+            == ORDER_ORCH_CMD_DONE) {
+                return order_orch_step_set(db, g->order_id, i + 1, done, false, "");
+        }
+        note_stuck(d, g, i, action_of(order->mode == ORDER_MODE_TCC, kind, i + 1), a.error);
+        *ret_wait = backoff_ms(g->steps[i].compensations + 1, ORCH_BACKOFF_MAX_MS);
+        return order_orch_step_set(db, g->order_id, i + 1, sending, false, a.error);
 }
 
 rpc_status
 order_orch_move(db_conn *db, const order_orch_driver *d, const order_rec *order, int64_t budget_ms,
     int64_t *ret_wait, bool *ret_terminal, order_rec *rec)
 {
+        bool tcc = order->mode == ORDER_MODE_TCC;
         int64_t budget = budget_ms;
         order_orch_saga g;
         order_orch_answer a;
@@ -541,6 +656,14 @@ order_orch_move(db_conn *db, const order_orch_driver *d, const order_rec *order,
         if (g.state == ORDER_ORCH_COMPLETED || g.state == ORDER_ORCH_CANCELLED) {
                 *ret_terminal = true;
                 return order_store_get(db, order->order_id, rec);
+        }
+        if (g.state == ORDER_ORCH_DECIDED) {
+                /* Decided: no deadline holds any more, every confirm is sent until done. */
+                i = next_confirm(&g);
+                if (i == ORDER_ORCH_STEPS) {
+                        return end(db, d, &g, true, ORDER_ORCH_DECIDED, ret_terminal, rec);
+                }
+                return second_phase(db, d, order, &g, i, CMD_CONFIRM, budget, ret_wait);
         }
         if (g.state == ORDER_ORCH_FORWARD) {
                 if (g.deadline_in_ms <= 0) {
@@ -561,14 +684,11 @@ order_orch_move(db_conn *db, const order_orch_driver *d, const order_rec *order,
                                 *ret_wait = g.deadline_in_ms + 1;
                                 return RPC_OK;
                         }
-                        point(d, "finish", 0);
-                        st = order_orch_finish(db, g.order_id, true, rec);
-                        if (st == RPC_OK) {
-                                *ret_terminal = true;
-                                if (d->completed != NULL) {
-                                        d->completed(d->arg);
-                                }
+                        if (!tcc) {
+                                return end(db, d, &g, true, ORDER_ORCH_FORWARD, ret_terminal, rec);
                         }
+                        point(d, "decide", 0);
+                        st = order_orch_confirm(db, g.order_id);
                         return st == RPC_FAILED_PRECONDITION ? RPC_OK : st;
                 }
                 if (budget <= 0) {
@@ -583,7 +703,7 @@ order_orch_move(db_conn *db, const order_orch_driver *d, const order_rec *order,
                 int64_t t
                     = g.deadline_in_ms < d->call_timeout_ms ? g.deadline_in_ms : d->call_timeout_ms;
                 t = t < budget ? t : budget;
-                switch (command(d, i + 1, false, order, g.discount, t, &a)) {
+                switch (command(d, i + 1, CMD_STEP, order, g.discount, t, &a)) {
                 case ORDER_ORCH_CMD_DONE:
                         return i == 1 ? order_orch_step_done(db, g.order_id, i + 1, a.discount)
                                       : order_orch_step_set(
@@ -602,29 +722,7 @@ order_orch_move(db_conn *db, const order_orch_driver *d, const order_rec *order,
         }
         i = next_backward(&g);
         if (i < 0) {
-                point(d, "finish", 0);
-                st = order_orch_finish(db, g.order_id, false, rec);
-                if (st == RPC_OK) {
-                        *ret_terminal = true;
-                }
-                return st == RPC_FAILED_PRECONDITION ? RPC_OK : st;
+                return end(db, d, &g, false, ORDER_ORCH_BACKWARD, ret_terminal, rec);
         }
-        if (budget <= 0) {
-                *ret_wait = 1;
-                return RPC_OK;
-        }
-        st = order_orch_step_set(db, g.order_id, i + 1, ORDER_ORCH_COMPENSATING, true, NULL);
-        if (st != RPC_OK) {
-                return st;
-        }
-        point(d, "undo", i + 1);
-        if (command(d, i + 1, true, order, g.discount,
-                budget < d->call_timeout_ms ? budget : d->call_timeout_ms, &a)
-            == ORDER_ORCH_CMD_DONE) {
-                return order_orch_step_set(
-                    db, g.order_id, i + 1, ORDER_ORCH_COMPENSATED, false, "");
-        }
-        note_stuck(d, &g, i, a.error);
-        *ret_wait = backoff_ms(g.steps[i].compensations + 1, ORCH_BACKOFF_MAX_MS);
-        return order_orch_step_set(db, g.order_id, i + 1, ORDER_ORCH_COMPENSATING, false, a.error);
+        return second_phase(db, d, order, &g, i, CMD_UNDO, budget, ret_wait);
 }

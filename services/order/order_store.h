@@ -38,7 +38,8 @@ typedef enum order_state {
         X(ORDER_MODE_SAGA, 1, "saga")                                                              \
         X(ORDER_MODE_TWO_PC, 2, "2pc")                                                             \
         X(ORDER_MODE_MONOLITH, 3, "monolith")                                                      \
-        X(ORDER_MODE_ORCHESTRATION, 4, "orchestration")
+        X(ORDER_MODE_ORCHESTRATION, 4, "orchestration")                                            \
+        X(ORDER_MODE_TCC, 5, "tcc")
 
 typedef enum order_mode {
 #define ORDER_MODE_ENUM(e, n, name) e = n,

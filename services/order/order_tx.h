@@ -96,10 +96,12 @@ rpc_status order_saga_end(db_conn *db, int64_t order_id, bool complete, int64_t 
     order_saga_outcome *ret_end) RPC_WARN_UNUSED;
 
 /*
- * orchestration (orch.c has the NOTES): the saga log, orch_saga and orch_step
+ * orchestration (orch.c has the NOTES): the saga log, orch_saga and orch_step; and tcc
+ * (tcc.c has the NOTES), whose coordinator log is the same two tables, with a branch per
+ * step and a confirm phase between forward and completed. The order's mode tells which.
  */
 
-/* The steps, in order; the step number is the index + 1. */
+/* The steps (the branches, in tcc), in order; the step number is the index + 1. */
 #define ORDER_ORCH_STEPS 3
 
 typedef enum order_orch_step_state {
@@ -109,6 +111,8 @@ typedef enum order_orch_step_state {
         ORDER_ORCH_REFUSED = 3,      /* the participant said no: nothing was done */
         ORDER_ORCH_COMPENSATING = 4, /* its compensation was sent, not yet answered */
         ORDER_ORCH_COMPENSATED = 5,  /* undone (or never done, and now it never will be) */
+        ORDER_ORCH_CONFIRMING = 6,   /* tcc: its confirm was sent, not yet answered */
+        ORDER_ORCH_CONFIRMED = 7,    /* tcc: what its try held is spent */
 } order_orch_step_state;
 
 typedef enum order_orch_state {
@@ -116,6 +120,7 @@ typedef enum order_orch_state {
         ORDER_ORCH_BACKWARD = 1,  /* the compensations run, in reverse */
         ORDER_ORCH_COMPLETED = 2, /* the order COMPLETED */
         ORDER_ORCH_CANCELLED = 3, /* the order CANCELLED, everything undone */
+        ORDER_ORCH_DECIDED = 4,   /* tcc: every try held, the confirms run ("confirming") */
 } order_orch_state;
 
 /* The command of a step (1-based): "reserve", "debit", "capture"; "" for none. */
@@ -146,9 +151,9 @@ typedef struct order_orch_saga {
 /* The statements of the saga log, on the order service's own connections. */
 extern const db_stmt_table order_orch_stmts;
 
-/* One transaction, run again while it aborts: the order (on, PENDING) with its saga
- * forward, every step pending, and the deadline timeout_ms from now. ALREADY_EXISTS: the
- * idempotency key is taken (rolled back). */
+/* One transaction, run again while it aborts: the order (on, PENDING, mode orchestration
+ * or tcc) with its saga forward, every step pending, and the deadline timeout_ms from now.
+ * ALREADY_EXISTS: the idempotency key is taken (rolled back). */
 rpc_status order_orch_create(db_conn *db, const order_new *on, int64_t timeout_ms,
     int64_t *ret_order_id, int64_t *ret_created_at_ms) RPC_WARN_UNUSED;
 
@@ -174,8 +179,9 @@ typedef struct order_orch_driver {
          * timeout_ms; fills *a. */
         order_orch_cmd (*command)(void *arg, int step, const char *action,
             const Mercato__Event__V1__SagaOrder *so, int64_t timeout_ms, order_orch_answer *a);
-        /* At each crash point: kind "sent", "answered", "undo" with the step, "finish" with
-         * 0. NULL for none. */
+        /* At each crash point: kind "sent", "answered", "undo", "confirm" with the step,
+         * "decide" (tcc: before the decision to confirm commits) and "finish" with 0. NULL
+         * for none. */
         void (*point)(void *arg, const char *kind, int step);
         /* After an order COMPLETED (its order.completed is in the outbox). NULL for none. */
         void (*completed)(void *arg);
@@ -188,7 +194,8 @@ typedef struct order_orch_driver {
 /* The compensation of a step (1-based): "release", "refund"; "" for none. */
 const char *order_orch_undo_name(int step);
 
-/* One move of a saga: a step, a compensation or its end, each change of state committed
+/* One move of a saga (or, for an order of mode tcc, of its TCC transaction): a step, a
+ * compensation, a confirm, or its end, each change of state committed
  * before the command that follows it, and the commands done within budget_ms. Returns OK
  * with *ret_terminal and *rec (the order as it ended; order_rec_fini it), or with *ret_wait,
  * the backoff before the next move (0: move again now); else the database's status. */
@@ -213,13 +220,18 @@ rpc_status order_orch_step_done(
 rpc_status order_orch_backward(db_conn *db, int64_t order_id, int step, const char *reason,
     const order_failure *f, const char *last_error) RPC_WARN_UNUSED;
 
-/* The end, in one transaction: with complete, forward -> completed and the order
+/* The end, in one transaction: with complete, from (forward; confirming in tcc) -> completed
+ * and the order
  * COMPLETED with the discount and order.completed; else backward -> cancelled and the
  * order CANCELLED with the saga's reason and failure. On OK *ret_rec is the order as it
  * ended (order_rec_fini it). FAILED_PRECONDITION when the saga is not in the state to end
  * so (another driver ended it). */
-rpc_status order_orch_finish(
-    db_conn *db, int64_t order_id, bool complete, order_rec *ret_rec) RPC_WARN_UNUSED;
+rpc_status order_orch_finish(db_conn *db, int64_t order_id, bool complete, order_orch_state from,
+    order_rec *ret_rec) RPC_WARN_UNUSED;
+
+/* tcc: forward -> confirming, the decision, once every branch tried. FAILED_PRECONDITION
+ * when the transaction is not forward any more. */
+rpc_status order_orch_confirm(db_conn *db, int64_t order_id) RPC_WARN_UNUSED;
 
 /* Puts off recovery's next look at a saga by delay_ms. */
 rpc_status order_orch_defer(db_conn *db, int64_t order_id, int64_t delay_ms) RPC_WARN_UNUSED;

@@ -73,6 +73,12 @@ int64_t order_saga_answer_by(const rpc_call *call);
  * topology names no address for it or the client cannot be opened. */
 rpc_client *order_saga_open_peer(const rpc_conf *conf, const char *name, int64_t timeout_ms);
 
+/* PlaceOrder driven by the orchestrator (orch.c), for mode orchestration or tcc: creates
+ * the order with its log, drives it until it is terminal or the call must answer, and
+ * answers with the order as it is then. */
+rpc_status order_orch_place(rpc_call *call, const order_request *r, order_mode mode,
+    Mercato__Order__V1__PlaceOrderResponse *resp) RPC_WARN_UNUSED;
+
 /*
  * The clock (saga_clock.c): the reply waiters, their timer, and the deadline scan.
  *
