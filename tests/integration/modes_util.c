@@ -13,7 +13,7 @@
 #include "seed_db.h"
 #include "user.pb-c.h"
 
-const Mercato__Order__V1__Mode mu_modes[MU_N_MODES] = { MU_SAGA, MU_TPC, MU_MONO, MU_ORCH };
+const Mercato__Order__V1__Mode mu_modes[MU_N_MODES] = { MU_SAGA, MU_TPC, MU_MONO, MU_ORCH, MU_TCC };
 
 static const char *const mono_md[] = { "dataset", "monolith", NULL };
 
@@ -44,6 +44,8 @@ mu_mode_name(Mercato__Order__V1__Mode mode)
                 return "monolith";
         case MU_ORCH:
                 return "orchestration";
+        case MU_TCC:
+                return "tcc";
         default:
                 return "unspecified";
         }
@@ -522,6 +524,14 @@ mu_totals_read(const harness_cluster *hc, mu_dataset ds, mu_totals *t)
             product, "SELECT coalesce(sum(quantity), 0) FROM reservations WHERE status = 'sold'");
         t->released = mu_i64f(product,
             "SELECT coalesce(sum(quantity), 0) FROM reservations WHERE status = 'released'");
+        t->tried = mu_i64f(
+            product, "SELECT coalesce(sum(quantity), 0) FROM reservations WHERE status = 'tried'");
+        t->stock_held = mu_i64f(product, "SELECT coalesce(sum(held), 0) FROM products");
+        t->frozen = mu_i64f(user, "SELECT coalesce(sum(frozen), 0) FROM users");
+        t->coupons_held
+            = mu_i64f(user, "SELECT count(*) FROM user_coupons WHERE held_order_id IS NOT NULL");
+        t->authorized
+            = mu_i64f(payment, "SELECT count(*) FROM payments WHERE status = 'authorized'");
         t->balance = mu_i64f(user, "SELECT coalesce(sum(balance), 0) FROM users");
         t->balance_negative = mu_i64f(user, "SELECT count(*) FROM users WHERE balance < 0");
         t->charges
@@ -553,24 +563,34 @@ mu_totals_read(const harness_cluster *hc, mu_dataset ds, mu_totals *t)
         }
 }
 
+bool
+mu_totals_settled(const mu_totals *t)
+{
+        return t->held == 0 && t->tried == 0 && t->stock_held == 0 && t->frozen == 0
+            && t->coupons_held == 0 && t->authorized == 0;
+}
+
 void
 mu_totals_print(FILE *f, const char *label, const mu_totals *t)
 {
         fprintf(f,
-            "%s: stock %lld (neg %lld) held %lld sold %lld released %lld | balance %lld"
+            "%s: stock %lld (neg %lld) held %lld sold %lld released %lld"
+            " | tcc: tried %lld held %lld frozen %lld coupons %lld authorized %lld | balance %lld"
             " (neg %lld) charges %lld debits %lld refunds %lld | payments captured %lld (%lld)"
             " refunded %lld | orders pending %lld completed %lld (amount %lld, qty %lld)"
             " cancelled %lld | coupons used %lld issued %lld | dp %lld (%lld orders) |"
             " prepared %lld outbox %lld dead %lld\n",
             label, (long long) t->stock, (long long) t->stock_negative, (long long) t->held,
-            (long long) t->sold, (long long) t->released, (long long) t->balance,
-            (long long) t->balance_negative, (long long) t->charges, (long long) t->debits,
-            (long long) t->refunds, (long long) t->captured, (long long) t->captured_amount,
-            (long long) t->refunded, (long long) t->pending, (long long) t->completed,
-            (long long) t->completed_amount, (long long) t->completed_quantity,
-            (long long) t->cancelled, (long long) t->coupons_used, (long long) t->coupons_issued,
-            (long long) t->dp_records, (long long) t->dp_orders, (long long) t->prepared,
-            (long long) t->outbox_pending, (long long) t->dead_letters);
+            (long long) t->sold, (long long) t->released, (long long) t->tried,
+            (long long) t->stock_held, (long long) t->frozen, (long long) t->coupons_held,
+            (long long) t->authorized, (long long) t->balance, (long long) t->balance_negative,
+            (long long) t->charges, (long long) t->debits, (long long) t->refunds,
+            (long long) t->captured, (long long) t->captured_amount, (long long) t->refunded,
+            (long long) t->pending, (long long) t->completed, (long long) t->completed_amount,
+            (long long) t->completed_quantity, (long long) t->cancelled,
+            (long long) t->coupons_used, (long long) t->coupons_issued, (long long) t->dp_records,
+            (long long) t->dp_orders, (long long) t->prepared, (long long) t->outbox_pending,
+            (long long) t->dead_letters);
 }
 
 void
@@ -662,19 +682,23 @@ mu_snapshot(const harness_cluster *hc, mu_dataset ds)
         char *out;
 
         parts[0] = mu_strf(product,
-            "SELECT 'stock ' || string_agg(id || ':' || stock, ',' ORDER BY id) FROM products");
+            "SELECT 'stock ' || string_agg(id || ':' || stock || '/' || held, ',' ORDER BY id)"
+            " FROM products");
         parts[1] = mu_strf(product,
             "SELECT 'reserved ' || coalesce(string_agg(order_id || '/' || product_id || ':'"
             " || quantity || status, ',' ORDER BY order_id, product_id), '') FROM reservations"
             " WHERE status <> 'released'");
         parts[2] = mu_strf(user,
-            "SELECT 'balance ' || string_agg(id || ':' || balance, ',' ORDER BY id) FROM users");
+            "SELECT 'balance ' || string_agg(id || ':' || balance || '/' || frozen, ',' ORDER BY "
+            "id)"
+            " FROM users");
         parts[3] = mu_strf(user,
             "SELECT 'coupons ' || coalesce(string_agg(id || ':' || issued, ',' ORDER BY id), '')"
             " FROM coupons");
         parts[4] = mu_strf(user,
             "SELECT 'held ' || coalesce(string_agg(user_id || '/' || coupon_id || ':'"
-            " || coalesce(used_order_id, 0), ',' ORDER BY user_id, coupon_id), '')"
+            " || coalesce(used_order_id, 0) || '/' || coalesce(held_order_id, 0),"
+            " ',' ORDER BY user_id, coupon_id), '')"
             " FROM user_coupons");
         parts[5] = prefixed("captured ", mu_captured_list(hc, ds));
         parts[6] = prefixed("dp ", mu_dp_list(hc, ds));

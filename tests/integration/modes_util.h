@@ -22,23 +22,24 @@
 #define MU_TPC MERCATO__ORDER__V1__MODE__MODE_TWO_PC
 #define MU_MONO MERCATO__ORDER__V1__MODE__MODE_MONOLITH
 #define MU_ORCH MERCATO__ORDER__V1__MODE__MODE_ORCHESTRATION
+#define MU_TCC MERCATO__ORDER__V1__MODE__MODE_TCC
 
 #define MU_PENDING MERCATO__ORDER__V1__ORDER_STATUS__ORDER_STATUS_PENDING
 #define MU_COMPLETED MERCATO__ORDER__V1__ORDER_STATUS__ORDER_STATUS_COMPLETED
 #define MU_CANCELLED MERCATO__ORDER__V1__ORDER_STATUS__ORDER_STATUS_CANCELLED
 
 /* The modes, in the order the tests run them. */
-#define MU_N_MODES 4
+#define MU_N_MODES 5
 extern const Mercato__Order__V1__Mode mu_modes[MU_N_MODES];
 
 /* Whether a mode is to be tested: all are, unless $MERCATO_TEST_MODES (for debugging) lists
  * some, comma-separated ("monolith,2pc"). */
 bool mu_mode_selected(Mercato__Order__V1__Mode mode);
 
-/* "saga", "2pc", "monolith", "orchestration". */
+/* "saga", "2pc", "monolith", "orchestration", "tcc". */
 const char *mu_mode_name(Mercato__Order__V1__Mode mode);
 
-/* Where a mode's data lives: the services' own databases (saga, 2pc and orchestration
+/* Where a mode's data lives: the services' own databases (saga, 2pc, orchestration and tcc
  * share them) or the monolith database. */
 typedef enum mu_dataset {
         MU_SPLIT = 0,
@@ -126,6 +127,11 @@ typedef struct mu_totals {
         int64_t held;           /* reservations' quantities, by status */
         int64_t sold;
         int64_t released;
+        int64_t tried;            /* ... 'tried' (a TCC try's hold) */
+        int64_t stock_held;       /* sum of products.held (TCC tries) */
+        int64_t frozen;           /* sum of users.frozen (TCC tries) */
+        int64_t coupons_held;     /* user_coupons held by a TCC try */
+        int64_t authorized;       /* payments authorised by a TCC try: count */
         int64_t balance;          /* sum of users.balance */
         int64_t balance_negative; /* users with balance < 0 */
         int64_t charges;          /* ledger sums, by kind */
@@ -147,6 +153,9 @@ typedef struct mu_totals {
         int64_t outbox_pending;     /* outbox events not finished, every database */
         int64_t dead_letters;       /* dead letters, every database */
 } mu_totals;
+
+/* Nothing is set aside: no reservation held or tried, nothing held, frozen or authorised. */
+bool mu_totals_settled(const mu_totals *t);
 
 void mu_totals_read(const harness_cluster *hc, mu_dataset ds, mu_totals *ret);
 void mu_totals_print(FILE *f, const char *label, const mu_totals *t);

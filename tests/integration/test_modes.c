@@ -268,7 +268,7 @@ check_dataset(const harness_cluster *hc, mu_dataset ds)
         assert_int_equal(t.prepared, 0);
         assert_int_equal(t.outbox_pending, 0);
         assert_int_equal(t.dead_letters, 0);
-        assert_int_equal(t.held, 0);
+        assert_true(mu_totals_settled(&t));
         assert_int_equal(t.stock_negative, 0);
         assert_int_equal(t.balance_negative, 0);
         assert_int_equal(t.stock + t.sold, PRODUCTS * STOCK);
@@ -318,7 +318,8 @@ run_case(const sw_case *c)
                 run_order(mc, c, mode, user_plain, items_plain,
                     sizeof(items_plain) / sizeof(items_plain[0]), 0, c->reason_plain);
         }
-        if (mu_mode_selected(MU_SAGA) || mu_mode_selected(MU_TPC) || mu_mode_selected(MU_ORCH)) {
+        if (mu_mode_selected(MU_SAGA) || mu_mode_selected(MU_TPC) || mu_mode_selected(MU_ORCH)
+            || mu_mode_selected(MU_TCC)) {
                 check_dataset(mc->hc, MU_SPLIT);
         }
         if (mu_mode_selected(MU_MONO)) {

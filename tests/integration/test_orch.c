@@ -1,5 +1,9 @@
-/* test_orch.c: the orchestrated saga on a real cluster: its log, repeated and early commands,
- * bad commands, a participant paused, and the orchestrator killed at every point.
+/* test_orch.c: the orchestrated saga, or TCC, on a real cluster: the log, repeated and early
+ * commands, bad commands, a participant paused, and the coordinator killed at every point.
+ *
+ * argv[1] is the mode: orchestration (test_orch) or tcc (test_tcc). Both run on the
+ * orchestrator's log; TCC's commands are try, confirm and cancel, and its tries set amounts
+ * aside (held, frozen, authorised) instead of spending them.
  *
  * One cluster for the group, with a short saga deadline and a fast recovery scan. After
  * each test the split dataset must be quiet and whole: no order pending, no saga
@@ -57,6 +61,10 @@ static const svc_seed seed = {
 };
 
 static mu_cluster *g_mc;
+
+/* The mode under test: MU_ORCH or MU_TCC (main sets it). */
+static Mercato__Order__V1__Mode g_mode = MU_ORCH;
+static bool g_tcc;
 
 static const char *
 db(const char *service)
@@ -119,16 +127,16 @@ assert_whole(void)
         assert_int_equal(t.pending, 0);
         assert_int_equal(t.outbox_pending, 0);
         assert_int_equal(t.dead_letters, 0);
-        assert_int_equal(t.held, 0);
+        assert_true(mu_totals_settled(&t));
         assert_int_equal(t.stock_negative, 0);
         assert_int_equal(t.balance_negative, 0);
         assert_int_equal(t.stock + t.sold, PRODUCTS * STOCK);
         assert_int_equal(t.sold, t.completed_quantity);
         assert_int_equal(t.balance + t.completed_amount, t.charges);
         assert_int_equal(t.debits - t.refunds, t.completed_amount);
-        assert_int_equal(
-            mu_i64f(db("order"),
-                "SELECT count(*) FROM orch_saga WHERE state IN ('forward', 'backward')"),
+        assert_int_equal(mu_i64f(db("order"),
+                             "SELECT count(*) FROM orch_saga WHERE state IN ('forward', "
+                             "'backward', 'confirming')"),
             0);
         rc = harness_cli(hc, out, sizeof(out), "check");
         if (rc != 0) {
@@ -142,7 +150,7 @@ place(int64_t user_id, int64_t timeout_ms, mu_result *r)
 {
         static const mu_item items[] = { { 1, 2 }, { 2, 1 } };
 
-        mu_place(g_mc->order, MU_ORCH, user_id, items, 2, 0, timeout_ms, r);
+        mu_place(g_mc->order, g_mode, user_id, items, 2, 0, timeout_ms, r);
 }
 
 /* Waits for an order to end and checks how. */
@@ -151,14 +159,14 @@ expect_end(int64_t order_id, int status, const char *reason)
 {
         mu_result r;
 
-        if (!mu_wait_terminal(g_mc->order, MU_ORCH, order_id, TERMINAL_MS, &r)) {
+        if (!mu_wait_terminal(g_mc->order, g_mode, order_id, TERMINAL_MS, &r)) {
                 fail_msg("order %lld still pending after %d ms", (long long) order_id, TERMINAL_MS);
         }
         if (r.status != status || strcmp(r.reason, reason) != 0) {
                 fail_msg("order %lld: expected %d '%s', got %d '%s'", (long long) order_id, status,
                     reason, r.status, r.reason);
         }
-        assert_int_equal(r.mode, (int) MU_ORCH);
+        assert_int_equal(r.mode, (int) g_mode);
 }
 
 /*
@@ -174,15 +182,16 @@ test_orch_happy_path_log(void **state)
         place(1, 10000, &r);
         assert_int_equal(r.st, RPC_OK);
         assert_int_equal(r.status, MU_COMPLETED);
-        assert_int_equal(r.mode, (int) MU_ORCH);
+        assert_int_equal(r.mode, (int) g_mode);
         char *saga_state = mu_strf(db("order"), "SELECT state FROM orch_saga WHERE order_id = %lld",
             (long long) r.order_id);
         assert_string_equal(saga_state, "completed");
         free(saga_state);
+        /* Each step sent once; in tcc each branch tried once and confirmed once. */
         assert_int_equal(mu_i64f(db("order"),
                              "SELECT count(*) FROM orch_step WHERE order_id = %lld"
-                             " AND state = 'done' AND attempts = 1 AND compensations = 0",
-                             (long long) r.order_id),
+                             " AND state = '%s' AND attempts = 1 AND compensations = %d",
+                             (long long) r.order_id, g_tcc ? "confirmed" : "done", g_tcc ? 1 : 0),
             3);
         assert_whole();
 }
@@ -311,6 +320,128 @@ test_orch_compensation_first(void **state)
         assert_whole();
 }
 
+static int64_t
+held3(void)
+{
+        return mu_i64f(db("product"), "SELECT held FROM products WHERE id = 3");
+}
+
+static int64_t
+frozen5(void)
+{
+        return mu_i64f(db("user"), "SELECT frozen FROM users WHERE id = 5");
+}
+
+static int64_t
+payment_count(int64_t order_id, const char *status)
+{
+        return mu_i64f(db("payment"),
+            "SELECT count(*) FROM payments WHERE order_id = %lld AND status = '%s'",
+            (long long) order_id, status);
+}
+
+/* TCC: every phase twice. The tries set aside (the totals stay, the available amounts fall)
+ * and the confirms spend; the repeats are answered as the first and change nothing. A
+ * second order is tried and cancelled twice, and everything is as before it. */
+static void
+test_tcc_commands_twice(void **state)
+{
+        static const char *const services[] = { "product", "user", "payment" };
+        int64_t stock = stock3(), balance = balance5();
+
+        (void) state;
+        for (int i = 0; i < 2; i++) {
+                for (size_t k = 0; k < 3; k++) {
+                        expect_run(services[k], "try", 900011, true, i == 1, "");
+                }
+                assert_int_equal(stock3(), stock);
+                assert_int_equal(held3(), 2);
+                assert_int_equal(balance5(), balance);
+                assert_int_equal(frozen5(), 200);
+                assert_int_equal(payment_count(900011, "authorized"), 1);
+        }
+        for (int i = 0; i < 2; i++) {
+                for (size_t k = 0; k < 3; k++) {
+                        expect_run(services[k], "confirm", 900011, true, i == 1, "");
+                }
+                assert_int_equal(stock3(), stock - 2);
+                assert_int_equal(held3(), 0);
+                assert_int_equal(balance5(), balance - 200);
+                assert_int_equal(frozen5(), 0);
+                assert_int_equal(payment_count(900011, "captured"), 1);
+                assert_int_equal(mu_i64f(db("user"),
+                                     "SELECT count(*) FROM ledger WHERE order_id = 900011"
+                                     " AND kind = 'debit' AND amount = 200"),
+                    1);
+        }
+        /* The try again after its confirm: answered as the first time, nothing held. */
+        expect_run("product", "try", 900011, true, true, "");
+        assert_int_equal(held3(), 0);
+        /* Undo the order by hand (a refund is not a TCC phase): the sale, the debit. */
+        expect_run("payment", "refund", 900011, true, false, "");
+        assert_int_equal(mu_i64f(db("product"),
+                             "WITH r AS (UPDATE reservations SET status = 'released'"
+                             " WHERE order_id = 900011 RETURNING quantity)"
+                             " UPDATE products SET stock = stock + (SELECT sum(quantity) FROM r)"
+                             " WHERE id = 3 RETURNING stock"),
+            stock);
+        expect_run("user", "refund", 900011, true, false, "");
+        assert_int_equal(balance5(), balance);
+
+        char *before = mu_snapshot(g_mc->hc, MU_SPLIT);
+        for (size_t k = 0; k < 3; k++) {
+                expect_run(services[k], "try", 900012, true, false, "");
+        }
+        for (int i = 0; i < 2; i++) {
+                for (size_t k = 3; k-- > 0;) {
+                        expect_run(services[k], "cancel", 900012, true, i == 1, "");
+                }
+        }
+        assert_int_equal(payment_count(900012, "voided"), 1);
+        char *after = mu_snapshot(g_mc->hc, MU_SPLIT);
+        assert_string_equal(before, after);
+        free(before);
+        free(after);
+        /* A confirm after the cancel finds nothing tried: refused, nothing changed. */
+        Mercato__Txn__V1__SagaCommandReply r;
+        for (size_t k = 0; k < 3; k++) {
+                assert_int_equal(run(services[k], "confirm", 900012, 5, false, true, &r),
+                    RPC_FAILED_PRECONDITION);
+        }
+        assert_whole();
+}
+
+/* TCC: a cancel before its try is recorded, and the late try is refused and holds nothing. */
+static void
+test_tcc_cancel_first(void **state)
+{
+        static const char *const services[] = { "product", "user", "payment" };
+        char *before = mu_snapshot(g_mc->hc, MU_SPLIT);
+        char *after;
+
+        (void) state;
+        for (size_t k = 0; k < 3; k++) {
+                expect_run(services[k], "cancel", 900013, true, false, "");
+        }
+        for (size_t k = 0; k < 3; k++) {
+                expect_run(services[k], "try", 900013, false, true, "compensated");
+        }
+        after = mu_snapshot(g_mc->hc, MU_SPLIT);
+        assert_string_equal(before, after);
+        assert_int_equal(held3(), 0);
+        assert_int_equal(frozen5(), 0);
+        free(before);
+        free(after);
+        assert_whole();
+}
+
+/* The forward action of participant i (0 product, 1 user, 2 payment) in the mode. */
+static const char *
+step_action(size_t i)
+{
+        return g_tcc ? "try" : i == 0 ? "reserve" : i == 1 ? "debit" : "capture";
+}
+
 /* Unknown actions, a command without its order, the monolith dataset: each a clear error,
  * nothing changed, every participant still up. */
 static void
@@ -327,20 +458,17 @@ test_orch_bad_commands(void **state)
                     run(services[i], "explode", 900003, 5, false, true, &r), RPC_INVALID_ARGUMENT);
                 assert_int_equal(
                     run(services[i], "", 900003, 5, false, true, &r), RPC_INVALID_ARGUMENT);
-                assert_int_equal(run(services[i],
-                                     i == 0       ? "reserve"
-                                         : i == 1 ? "debit"
-                                                  : "capture",
-                                     900003, 5, false, false, &r),
+                assert_int_equal(run(services[i], step_action(i), 900003, 5, false, false, &r),
                     RPC_INVALID_ARGUMENT);
-                assert_int_equal(run(services[i],
-                                     i == 0       ? "reserve"
-                                         : i == 1 ? "debit"
-                                                  : "capture",
-                                     900003, 5, true, true, &r),
+                assert_int_equal(run(services[i], step_action(i), 900003, 5, true, true, &r),
                     RPC_FAILED_PRECONDITION);
-                assert_int_equal(
-                    run(services[i], i == 0 ? "reserve" : "refund", -1, 5, false, true, &r),
+                assert_int_equal(run(services[i],
+                                     g_tcc        ? "cancel"
+                                         : i == 0 ? "reserve"
+                                                  : "refund",
+                                     -1, 5, false, true, &r),
+                    RPC_INVALID_ARGUMENT);
+                assert_int_equal(run(services[i], step_action(i), 900003, -5, false, true, &r),
                     RPC_INVALID_ARGUMENT);
                 assert_true(harness_cluster_alive(g_mc->hc, services[i]));
         }
@@ -420,7 +548,8 @@ test_orch_participant_down_past_deadline(void **state)
         }
         assert_int_equal(
             harness_cli(g_mc->hc, out, sizeof(out), "txn show %lld", (long long) r.order_id), 0);
-        assert_non_null(strstr(out, "saga      backward timeout"));
+        assert_non_null(
+            strstr(out, g_tcc ? "tcc       backward timeout" : "saga      backward timeout"));
         assert_non_null(strstr(out, "capture  compensating"));
         assert_int_equal(harness_cli(g_mc->hc, out, sizeof(out), "txn resolve %lld commit",
                              (long long) r.order_id),
@@ -483,10 +612,17 @@ test_orch_crash_forward(void **state)
 {
         static const char *const points[] = { "sent:reserve", "answered:reserve", "sent:debit",
                 "answered:debit", "sent:capture", "answered:capture", "finish" };
+        /* TCC: the tries, the decision, each confirm, the end. */
+        static const char *const tcc_points[] = { "sent:reserve", "answered:reserve", "sent:debit",
+                "answered:debit", "sent:capture", "answered:capture", "decide", "confirm:reserve",
+                "confirm:debit", "confirm:capture", "finish" };
+        const char *const *p = g_tcc ? tcc_points : points;
+        size_t n = g_tcc ? sizeof(tcc_points) / sizeof(tcc_points[0])
+                         : sizeof(points) / sizeof(points[0]);
 
         (void) state;
-        for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
-                crash_case(points[i], 4 + (int64_t) i, MU_COMPLETED, "");
+        for (size_t i = 0; i < n; i++) {
+                crash_case(p[i], 4 + (int64_t) i, MU_COMPLETED, "");
         }
 }
 
@@ -512,8 +648,9 @@ resume_payment(void **state)
         return 0;
 }
 
+/* argv[1]: orchestration or tcc. */
 int
-main(void)
+main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_orch_happy_path_log),
@@ -525,6 +662,25 @@ main(void)
                 cmocka_unit_test(test_orch_crash_forward),
                 cmocka_unit_test(test_orch_crash_backward),
         };
+        const struct CMUnitTest tcc_tests[] = {
+                cmocka_unit_test(test_orch_happy_path_log),
+                cmocka_unit_test(test_tcc_commands_twice),
+                cmocka_unit_test(test_tcc_cancel_first),
+                cmocka_unit_test(test_orch_bad_commands),
+                cmocka_unit_test_teardown(test_orch_participant_paused, resume_payment),
+                cmocka_unit_test_teardown(test_orch_participant_down_past_deadline, resume_payment),
+                cmocka_unit_test(test_orch_crash_forward),
+                cmocka_unit_test(test_orch_crash_backward),
+        };
 
+        if (argc != 2 || (strcmp(argv[1], "orchestration") != 0 && strcmp(argv[1], "tcc") != 0)) {
+                fprintf(stderr, "usage: test_orch orchestration|tcc\n");
+                return 2;
+        }
+        g_tcc = strcmp(argv[1], "tcc") == 0;
+        g_mode = g_tcc ? MU_TCC : MU_ORCH;
+        if (g_tcc) {
+                return cmocka_run_group_tests_name("tcc", tcc_tests, group_setup, group_teardown);
+        }
         return cmocka_run_group_tests_name("orch", tests, group_setup, group_teardown);
 }
