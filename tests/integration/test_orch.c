@@ -26,7 +26,9 @@
 #include "event.pb-c.h"
 #include "modes_util.h"
 #include "orders_util.h"
+#include "product.pb-c.h"
 #include "txn.pb-c.h"
+#include "user.pb-c.h"
 
 #define RUN "/mercato.txn.v1.SagaParticipant/Run"
 
@@ -340,6 +342,53 @@ payment_count(int64_t order_id, const char *status)
             (long long) order_id, status);
 }
 
+/* The public reads of product 3 and user 5: their totals and available amounts. */
+static void
+public_reads(int64_t *stock, int64_t *stock_available, int64_t *balance, int64_t *balance_available)
+{
+        Mercato__Product__V1__GetProductRequest pr = MERCATO__PRODUCT__V1__GET_PRODUCT_REQUEST__INIT;
+        Mercato__User__V1__GetBalanceRequest br = MERCATO__USER__V1__GET_BALANCE_REQUEST__INIT;
+        rpc_client *c = mu_client(g_mc->hc, "product");
+        ProtobufCMessage *resp = NULL;
+        char msg[256];
+
+        pr.product_id = 3;
+        assert_int_equal(ou_call(c, "/mercato.product.v1.ProductService/GetProduct", &pr.base,
+                             &mercato__product__v1__get_product_response__descriptor, &resp, false,
+                             msg, sizeof(msg)),
+            RPC_OK);
+        const Mercato__Product__V1__Product *p
+            = ((const Mercato__Product__V1__GetProductResponse *) resp)->product;
+        assert_non_null(p);
+        *stock = p->stock;
+        *stock_available = p->available;
+        protobuf_c_message_free_unpacked(resp, NULL);
+        rpc_client_free(c);
+        c = mu_client(g_mc->hc, "user");
+        br.user_id = 5;
+        assert_int_equal(ou_call(c, "/mercato.user.v1.UserService/GetBalance", &br.base,
+                             &mercato__user__v1__balance__descriptor, &resp, false, msg, sizeof(msg)),
+            RPC_OK);
+        *balance = ((const Mercato__User__V1__Balance *) resp)->balance;
+        *balance_available = ((const Mercato__User__V1__Balance *) resp)->available;
+        protobuf_c_message_free_unpacked(resp, NULL);
+        rpc_client_free(c);
+}
+
+/* Asserts what GetProduct and GetBalance report: the totals, and the available amounts
+ * less what is set aside. */
+static void
+expect_public(int64_t stock, int64_t held, int64_t balance, int64_t frozen)
+{
+        int64_t s, sa, b, ba;
+
+        public_reads(&s, &sa, &b, &ba);
+        assert_int_equal(s, stock);
+        assert_int_equal(sa, stock - held);
+        assert_int_equal(b, balance);
+        assert_int_equal(ba, balance - frozen);
+}
+
 /* TCC: every phase twice. The tries set aside (the totals stay, the available amounts fall)
  * and the confirms spend; the repeats are answered as the first and change nothing. A
  * second order is tried and cancelled twice, and everything is as before it. */
@@ -359,6 +408,7 @@ test_tcc_commands_twice(void **state)
                 assert_int_equal(balance5(), balance);
                 assert_int_equal(frozen5(), 200);
                 assert_int_equal(payment_count(900011, "authorized"), 1);
+                expect_public(stock, 2, balance, 200);
         }
         for (int i = 0; i < 2; i++) {
                 for (size_t k = 0; k < 3; k++) {
@@ -369,6 +419,7 @@ test_tcc_commands_twice(void **state)
                 assert_int_equal(balance5(), balance - 200);
                 assert_int_equal(frozen5(), 0);
                 assert_int_equal(payment_count(900011, "captured"), 1);
+                expect_public(stock - 2, 0, balance - 200, 0);
                 assert_int_equal(mu_i64f(db("user"),
                                      "SELECT count(*) FROM ledger WHERE order_id = 900011"
                                      " AND kind = 'debit' AND amount = 200"),
