@@ -47,14 +47,14 @@ static const db_stmt orch_stmt_list[] = {
             "INSERT INTO orch_step (order_id, step, name)"
             " VALUES ($1, 1, 'reserve'), ($1, 2, 'debit'), ($1, 3, 'capture')",
             1 },
+        /* The saga and its steps in one round trip: a row per step, the saga's columns on
+         * each (every move reads it). */
         { "orch_get",
-            "SELECT state, reason, discount, failed_branch, failed_status, failed_message,"
-            " floor(extract(epoch FROM deadline_at - now()) * 1000)::bigint"
-            " FROM orch_saga WHERE order_id = $1",
-            1 },
-        { "orch_steps",
-            "SELECT step, state, attempts, compensations, last_error FROM orch_step"
-            " WHERE order_id = $1 ORDER BY step",
+            "SELECT s.state, s.reason, s.discount, s.failed_branch, s.failed_status,"
+            " s.failed_message, floor(extract(epoch FROM s.deadline_at - now()) * 1000)::bigint,"
+            " t.step, t.state, t.attempts, t.compensations, t.last_error"
+            " FROM orch_saga s JOIN orch_step t ON t.order_id = s.order_id"
+            " WHERE s.order_id = $1 ORDER BY t.step",
             1 },
         /* $1 order, $2 step, $3 state, $4 sent (0/1), $5 compensation (0/1), $6 last_error
          * (a NULL state or last_error keeps it) */
@@ -168,7 +168,6 @@ rpc_status
 order_orch_load(db_conn *db, int64_t order_id, order_orch_saga *ret)
 {
         DB_RES_CLEANUP PGresult *res = NULL;
-        DB_RES_CLEANUP PGresult *steps = NULL;
         db_params p;
         rpc_status st;
 
@@ -179,7 +178,7 @@ order_orch_load(db_conn *db, int64_t order_id, order_orch_saga *ret)
         if (st != RPC_OK) {
                 return st;
         }
-        if (PQntuples(res) != 1) {
+        if (PQntuples(res) == 0) {
                 return RPC_NOT_FOUND;
         }
         ret->state = (order_orch_state) name_index(state_names, N_STATES, db_get_str(res, 0, 0));
@@ -189,24 +188,20 @@ order_orch_load(db_conn *db, int64_t order_id, order_orch_saga *ret)
         snprintf(ret->failure.status, sizeof(ret->failure.status), "%s", db_get_str(res, 0, 4));
         snprintf(ret->failure.message, sizeof(ret->failure.message), "%s", db_get_str(res, 0, 5));
         ret->deadline_in_ms = db_get_i64(res, 0, 6);
-        st = db_exec(db, "orch_steps", &p, &steps);
-        if (st != RPC_OK) {
-                return st;
-        }
-        if (PQntuples(steps) != ORDER_ORCH_STEPS) {
+        if (PQntuples(res) != ORDER_ORCH_STEPS) {
                 return RPC_INTERNAL;
         }
         for (int i = 0; i < ORDER_ORCH_STEPS; i++) {
                 order_orch_step *s = &ret->steps[i];
-                int k = name_index(step_state_names, N_STEP_STATES, db_get_str(steps, i, 1));
+                int k = name_index(step_state_names, N_STEP_STATES, db_get_str(res, i, 8));
 
-                if ((int) db_get_i64(steps, i, 0) != i + 1 || k < 0) {
+                if ((int) db_get_i64(res, i, 7) != i + 1 || k < 0) {
                         return RPC_INTERNAL;
                 }
                 s->state = (order_orch_step_state) k;
-                s->attempts = (int) db_get_i64(steps, i, 2);
-                s->compensations = (int) db_get_i64(steps, i, 3);
-                snprintf(s->last_error, sizeof(s->last_error), "%s", db_get_str(steps, i, 4));
+                s->attempts = (int) db_get_i64(res, i, 9);
+                s->compensations = (int) db_get_i64(res, i, 10);
+                snprintf(s->last_error, sizeof(s->last_error), "%s", db_get_str(res, i, 11));
         }
         return ret->state >= ORDER_ORCH_FORWARD ? RPC_OK : RPC_INTERNAL;
 }
