@@ -16,12 +16,15 @@
  * O(n); the joins are O(n log n). About 100k orders take a few hundred milliseconds.
  *
  * The invariants and their exact meaning are in docs/consistency.md. Each gets one line:
- *   stock                  per product: stock >= 0 and initial = stock + held/sold
+ *   stock                  per product: stock >= 0 and initial = stock + held/sold (a TCC
+ *                          try's 'tried' reservation takes no stock: it is in products.held)
  *   balance                per user: balance >= 0 and initial + charges = balance + spent
  *   ledger                 per user: charges - debits + refunds = balance
  *   refunds                every refund has a debit of the same order, user and amount
- *   completed orders       payment, net debit, reservations, coupon agree with the order
- *   cancelled orders       no net debit, no captured payment, nothing held, no coupon used;
+ *   completed orders       payment (captured, not authorized), net debit, reservations
+ *                          (none tried), coupon agree with the order
+ *   cancelled orders       no net debit, no captured or authorized payment, nothing held or
+ *                          tried, no frozen balance, no coupon used or held;
  *                          a known reason; participant_error names the branch that failed,
  *                          a business "no" names none (a 2pc timeout may name the late one)
  *   pending orders         none
@@ -32,9 +35,18 @@
  *   outbox                 every event delivered to every subscriber (or dead-lettered)
  *   dead letters           none (counted per database)
  *   2pc log                every global transaction of the coordinator's log done
+ *   tcc holds              per product: held = its 'tried' reservations; per user: frozen =
+ *                          its 'frozen' balance_holds; no tried reservation, frozen hold,
+ *                          authorized payment or held coupon of a terminal or unknown order
+ *   unfinished             no orch_saga (an orchestrated saga or a TCC transaction) still
+ *                          forward, backward or confirming for a terminal order, none ended
+ *                          for a PENDING order, none ended otherwise than its order
  * The lines are as independent as the arithmetic allows: the stock and balance lines count
  * what PENDING orders hold as spent, and the data platform line does not judge a PENDING
- * order's record, so that a pending order fails the pending line only.
+ * order's record, so that a pending order fails the pending line only. What a TCC try sets
+ * aside (held stock, frozen balance, an authorized payment, a held coupon) changes no total,
+ * so the stock and balance lines ignore it and the tcc holds line judges it; a cancelled
+ * order that still sets something aside fails both its own line and that one.
  *
  * The baseline (--record-baseline FILE, right after seeding) keeps, per dataset, each
  * product's stock and held/sold quantity, each user's balance, charges and spent amount, and
@@ -109,7 +121,7 @@ static const db_stmt ck_tpc_list[] = {
 };
 
 static const db_stmt ck_product_list[] = {
-        { "check_products", "SELECT id, stock FROM products ORDER BY id", 0 },
+        { "check_products", "SELECT id, stock, held FROM products ORDER BY id", 0 },
         { "check_reservations",
             "SELECT order_id, product_id, quantity, status FROM reservations"
             " ORDER BY order_id, product_id",
@@ -120,7 +132,7 @@ static const db_stmt ck_user_list[] = {
         /* $1: the ledger id after which charges count as "since the baseline" (0: all). */
         { "check_users",
             "SELECT u.id, u.balance, coalesce(l.charges, 0), coalesce(l.charges_since, 0),"
-            " coalesce(l.debits, 0), coalesce(l.refunds, 0) FROM users u LEFT JOIN"
+            " coalesce(l.debits, 0), coalesce(l.refunds, 0), u.frozen FROM users u LEFT JOIN"
             " (SELECT user_id,"
             "   (sum(amount) FILTER (WHERE kind = 'charge'))::bigint AS charges,"
             "   (sum(amount) FILTER (WHERE kind = 'charge' AND id > $1))::bigint AS charges_since,"
@@ -137,6 +149,15 @@ static const db_stmt ck_user_list[] = {
             "SELECT used_order_id, user_id, coupon_id FROM user_coupons"
             " WHERE used_order_id IS NOT NULL ORDER BY used_order_id, user_id, coupon_id",
             0 },
+        /* What TCC tries set aside and no confirm or cancel has settled yet. */
+        { "check_coupon_holds",
+            "SELECT held_order_id, user_id, coupon_id FROM user_coupons"
+            " WHERE held_order_id IS NOT NULL ORDER BY held_order_id, user_id, coupon_id",
+            0 },
+        { "check_balance_holds",
+            "SELECT order_id, user_id, amount FROM balance_holds WHERE status = 'frozen'"
+            " ORDER BY order_id",
+            0 },
 };
 
 static const db_stmt ck_payment_list[] = {
@@ -149,6 +170,8 @@ static const db_stmt ck_order_list[] = {
             "SELECT id, user_id, status, amount, coalesce(coupon_id, 0), reason,"
             " failure_branch <> '' FROM orders ORDER BY id",
             0 },
+        /* The log of the orchestrated sagas and the TCC transactions. */
+        { "check_orch_sagas", "SELECT order_id, state FROM orch_saga ORDER BY order_id", 0 },
         { "check_order_items",
             "SELECT order_id, product_id, quantity FROM order_items ORDER BY order_id, product_id",
             0 },
@@ -174,9 +197,9 @@ static const db_stmt_table ck_tpc_stmts = CK_TABLE(ck_tpc_list);
 typedef enum ck_role {
         CK_PRODUCT = 0, /* products, reservations */
         CK_CART = 1,    /* nothing the invariants read but its txn tables */
-        CK_USER = 2,    /* users, ledger, user_coupons */
+        CK_USER = 2,    /* users, ledger, user_coupons, balance_holds */
         CK_PAYMENT = 3, /* payments */
-        CK_ORDER = 4,   /* orders, order_items; the 2pc log */
+        CK_ORDER = 4,   /* orders, order_items, orch_saga; the 2pc log */
         CK_DP = 5,      /* received_orders */
         CK_N_ROLES = 6,
 } ck_role;
@@ -211,18 +234,20 @@ typedef enum ck_inv {
         CK_INV_OUTBOX = 10,      /* event ids */
         CK_INV_DEAD = 11,        /* event ids */
         CK_INV_TPC = 12,         /* gids */
-        CK_N_INV = 13,
+        CK_INV_TCC = 13,         /* product, user and order ids (the detail says which) */
+        CK_INV_UNFINISHED = 14,  /* order ids */
+        CK_N_INV = 15,
 } ck_inv;
 
 static const char *const ck_inv_names[CK_N_INV] = { "stock", "balance", "ledger", "refunds",
         "completed orders", "cancelled orders", "pending orders", "orphans", "dataplatform",
-        "prepared transactions", "outbox", "dead letters", "2pc log" };
+        "prepared transactions", "outbox", "dead letters", "2pc log", "tcc holds", "unfinished" };
 
 /* Whether an invariant's ids are numbers (else text: gids, event ids). */
 static bool
 ck_numeric_ids(ck_inv inv)
 {
-        return inv <= CK_INV_DATAPLATFORM;
+        return inv <= CK_INV_DATAPLATFORM || inv >= CK_INV_TCC;
 }
 
 typedef struct ck_result {
@@ -330,6 +355,7 @@ typedef enum ck_resv_status {
         CK_RESV_HELD = 1,     /* taken from stock, order in flight */
         CK_RESV_SOLD = 2,     /* taken from stock, order completed */
         CK_RESV_RELEASED = 3, /* given back to stock */
+        CK_RESV_TRIED = 4,    /* set aside by a TCC try: in products.held, not taken */
 } ck_resv_status;
 
 typedef struct ck_resv {
@@ -342,7 +368,9 @@ typedef struct ck_resv {
 typedef struct ck_product {
         int64_t id;
         int64_t stock;
+        int64_t held;     /* products.held: what TCC tries set aside */
         int64_t reserved; /* held + sold, computed */
+        int64_t tried;    /* tried reservations, computed */
 } ck_product;
 
 /* A quantity held or sold of a product (for the per-product sums). */
@@ -358,7 +386,9 @@ typedef struct ck_user {
         int64_t charges_since; /* charges with a ledger id above the baseline's */
         int64_t debits;
         int64_t refunds;
-        int64_t spent; /* completed orders' amounts + pending orders' net debits, computed */
+        int64_t spent;  /* completed orders' amounts + pending orders' net debits, computed */
+        int64_t frozen; /* users.frozen: what TCC tries set aside */
+        int64_t holds;  /* frozen balance_holds, computed */
 } ck_user;
 
 /* A ledger row of an order. */
@@ -369,14 +399,44 @@ typedef struct ck_entry {
         bool refund; /* else a debit */
 } ck_entry;
 
+typedef enum ck_pay_status {
+        CK_PAY_OTHER = 0,      /* a status the schema does not allow */
+        CK_PAY_CAPTURED = 1,   /* the money taken */
+        CK_PAY_REFUNDED = 2,   /* taken, then given back */
+        CK_PAY_AUTHORIZED = 3, /* promised by a TCC try, not taken */
+        CK_PAY_VOIDED = 4,     /* a cancelled try: never taken */
+} ck_pay_status;
+
 typedef struct ck_payment {
         int64_t order_id;
         int64_t user_id;
         int64_t amount;
-        bool captured; /* else refunded */
+        ck_pay_status status;
 } ck_payment;
 
-/* A coupon held by a user and used by an order. */
+/* A balance frozen by a TCC try, not yet confirmed or cancelled. */
+typedef struct ck_hold {
+        int64_t order_id;
+        int64_t user_id;
+        int64_t amount;
+} ck_hold;
+
+typedef enum ck_saga_state {
+        CK_SAGA_OTHER = 0,      /* a state the schema does not allow */
+        CK_SAGA_FORWARD = 1,    /* steps or tries going on */
+        CK_SAGA_BACKWARD = 2,   /* compensations or cancels going on */
+        CK_SAGA_CONFIRMING = 3, /* TCC: decided, confirms going on */
+        CK_SAGA_COMPLETED = 4,  /* ended with the order COMPLETED */
+        CK_SAGA_CANCELLED = 5,  /* ended with the order CANCELLED */
+} ck_saga_state;
+
+/* A row of the orchestrator's log (an orchestrated saga or a TCC transaction). */
+typedef struct ck_saga {
+        int64_t order_id;
+        ck_saga_state state;
+} ck_saga;
+
+/* A coupon held by a user and used (or held by a TCC try) by an order. */
 typedef struct ck_use {
         int64_t order_id;
         int64_t user_id;
@@ -452,6 +512,12 @@ typedef struct ck_set {
         size_t n_payments;
         ck_use *uses;
         size_t n_uses;
+        ck_use *coupon_holds;
+        size_t n_coupon_holds;
+        ck_hold *holds;
+        size_t n_holds;
+        ck_saga *sagas;
+        size_t n_sagas;
         ck_record *records;
         size_t n_records;
         int64_t ledger_max_id;
@@ -691,6 +757,9 @@ ck_set_fini(ck_set *s)
         free(s->entries);
         free(s->payments);
         free(s->uses);
+        free(s->coupon_holds);
+        free(s->holds);
+        free(s->sagas);
         free(s->records);
 }
 
@@ -732,13 +801,84 @@ ck_resv_status_of(const char *s)
         if (strcmp(s, "released") == 0) {
                 return CK_RESV_RELEASED;
         }
+        if (strcmp(s, "tried") == 0) {
+                return CK_RESV_TRIED;
+        }
         return CK_RESV_OTHER;
 }
 
+static ck_pay_status
+ck_pay_status_of(const char *s)
+{
+        static const char *const names[] = { "captured", "refunded", "authorized", "voided" };
+
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                if (strcmp(s, names[i]) == 0) {
+                        return (ck_pay_status) (i + 1);
+                }
+        }
+        return CK_PAY_OTHER;
+}
+
+static const char *
+ck_pay_status_name(ck_pay_status st)
+{
+        static const char *const names[]
+            = { "in an unknown state", "captured", "refunded", "authorized", "voided" };
+
+        return names[st];
+}
+
+static ck_saga_state
+ck_saga_state_of(const char *s)
+{
+        static const char *const names[]
+            = { "forward", "backward", "confirming", "completed", "cancelled" };
+
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                if (strcmp(s, names[i]) == 0) {
+                        return (ck_saga_state) (i + 1);
+                }
+        }
+        return CK_SAGA_OTHER;
+}
+
+static const char *
+ck_resv_status_name(ck_resv_status st)
+{
+        static const char *const names[]
+            = { "in an unknown state", "held", "sold", "released", "tried" };
+
+        return names[st];
+}
+
+/* Whether a reservation has taken its quantity from stock. */
 static bool
 ck_holds(ck_resv_status st)
 {
         return st == CK_RESV_HELD || st == CK_RESV_SOLD;
+}
+
+/* The orchestrator's log: one row per orchestrated saga or TCC transaction. */
+static rpc_status
+ck_load_sagas(ck_ctx *x, ck_set *s)
+{
+        DB_RES_CLEANUP PGresult *res = NULL;
+        rpc_status st;
+        int n;
+
+        st = ck_exec(x, s, s->role_db[CK_ORDER], "check_orch_sagas", NULL, &res);
+        if (st != RPC_OK) {
+                return st;
+        }
+        n = db_rows(res);
+        s->sagas = ck_rows(n, sizeof(ck_saga));
+        for (int r = 0; r < n; r++) {
+                s->sagas[r] = (ck_saga) { .order_id = db_get_i64(res, r, 0),
+                        .state = ck_saga_state_of(db_get_str(res, r, 1)) };
+        }
+        s->n_sagas = (size_t) n;
+        return RPC_OK;
 }
 
 static rpc_status
@@ -780,7 +920,7 @@ ck_load_orders(ck_ctx *x, ck_set *s)
                         .quantity = db_get_i64(items, r, 2) };
         }
         s->n_items = (size_t) n;
-        return RPC_OK;
+        return ck_load_sagas(x, s);
 }
 
 static rpc_status
@@ -799,8 +939,9 @@ ck_load_products(ck_ctx *x, ck_set *s)
         n = db_rows(res);
         s->products = ck_rows(n, sizeof(ck_product));
         for (int r = 0; r < n; r++) {
-                s->products[r]
-                    = (ck_product) { .id = db_get_i64(res, r, 0), .stock = db_get_i64(res, r, 1) };
+                s->products[r] = (ck_product) { .id = db_get_i64(res, r, 0),
+                        .stock = db_get_i64(res, r, 1),
+                        .held = db_get_i64(res, r, 2) };
         }
         s->n_products = (size_t) n;
 
@@ -820,13 +961,60 @@ ck_load_products(ck_ctx *x, ck_set *s)
         return RPC_OK;
 }
 
+/* The coupons a statement lists, by order id (used, or held by a try). */
+static rpc_status
+ck_load_coupons(ck_ctx *x, ck_set *s, const char *stmt, ck_use **ret_rows, size_t *ret_n)
+{
+        DB_RES_CLEANUP PGresult *res = NULL;
+        rpc_status st;
+        ck_use *rows;
+        int n;
+
+        st = ck_exec(x, s, s->role_db[CK_USER], stmt, NULL, &res);
+        if (st != RPC_OK) {
+                return st;
+        }
+        n = db_rows(res);
+        rows = ck_rows(n, sizeof(ck_use));
+        for (int r = 0; r < n; r++) {
+                rows[r] = (ck_use) { .order_id = db_get_i64(res, r, 0),
+                        .user_id = db_get_i64(res, r, 1),
+                        .coupon_id = db_get_i64(res, r, 2) };
+        }
+        *ret_rows = rows;
+        *ret_n = (size_t) n;
+        return RPC_OK;
+}
+
+/* The balances frozen by TCC tries. */
+static rpc_status
+ck_load_holds(ck_ctx *x, ck_set *s)
+{
+        DB_RES_CLEANUP PGresult *res = NULL;
+        rpc_status st;
+        int n;
+
+        st = ck_exec(x, s, s->role_db[CK_USER], "check_balance_holds", NULL, &res);
+        if (st != RPC_OK) {
+                return st;
+        }
+        n = db_rows(res);
+        s->holds = ck_rows(n, sizeof(ck_hold));
+        for (int r = 0; r < n; r++) {
+                s->holds[r] = (ck_hold) { .order_id = db_get_i64(res, r, 0),
+                        .user_id = db_get_i64(res, r, 1),
+                        .amount = db_get_i64(res, r, 2) };
+        }
+        s->n_holds = (size_t) n;
+        return RPC_OK;
+}
+
 static rpc_status
 ck_load_users(ck_ctx *x, ck_set *s)
 {
         DB_RES_CLEANUP PGresult *res = NULL;
         DB_RES_CLEANUP PGresult *max = NULL;
         DB_RES_CLEANUP PGresult *entries = NULL;
-        DB_RES_CLEANUP PGresult *uses = NULL;
         ck_db *d = s->role_db[CK_USER];
         db_params p;
         rpc_status st;
@@ -852,7 +1040,8 @@ ck_load_users(ck_ctx *x, ck_set *s)
                         .charges = db_get_i64(res, r, 2),
                         .charges_since = db_get_i64(res, r, 3),
                         .debits = db_get_i64(res, r, 4),
-                        .refunds = db_get_i64(res, r, 5) };
+                        .refunds = db_get_i64(res, r, 5),
+                        .frozen = db_get_i64(res, r, 6) };
         }
         s->n_users = (size_t) n;
 
@@ -870,19 +1059,15 @@ ck_load_users(ck_ctx *x, ck_set *s)
         }
         s->n_entries = (size_t) n;
 
-        st = ck_exec(x, s, d, "check_coupon_uses", NULL, &uses);
+        st = ck_load_coupons(x, s, "check_coupon_uses", &s->uses, &s->n_uses);
         if (st != RPC_OK) {
                 return st;
         }
-        n = db_rows(uses);
-        s->uses = ck_rows(n, sizeof(ck_use));
-        for (int r = 0; r < n; r++) {
-                s->uses[r] = (ck_use) { .order_id = db_get_i64(uses, r, 0),
-                        .user_id = db_get_i64(uses, r, 1),
-                        .coupon_id = db_get_i64(uses, r, 2) };
+        st = ck_load_coupons(x, s, "check_coupon_holds", &s->coupon_holds, &s->n_coupon_holds);
+        if (st != RPC_OK) {
+                return st;
         }
-        s->n_uses = (size_t) n;
-        return RPC_OK;
+        return ck_load_holds(x, s);
 }
 
 static rpc_status
@@ -902,7 +1087,7 @@ ck_load_payments(ck_ctx *x, ck_set *s)
                 s->payments[r] = (ck_payment) { .order_id = db_get_i64(res, r, 0),
                         .user_id = db_get_i64(res, r, 1),
                         .amount = db_get_i64(res, r, 2),
-                        .captured = strcmp(db_get_str(res, r, 3), "captured") == 0 };
+                        .status = ck_pay_status_of(db_get_str(res, r, 3)) };
         }
         s->n_payments = (size_t) n;
         return RPC_OK;
@@ -1222,8 +1407,7 @@ ck_compare_reservations(const ck_set *s, const ck_order *o, char *why, size_t le
                 const ck_resv *rv = &s->resv[i];
                 if (!ck_holds(rv->status)) {
                         ck_append(why, len, "product %lld: reservation %s",
-                            (long long) rv->product_id,
-                            rv->status == CK_RESV_RELEASED ? "released" : "in an unknown state");
+                            (long long) rv->product_id, ck_resv_status_name(rv->status));
                         continue;
                 }
                 while (k < ie && s->items[k].product_id < rv->product_id) {
@@ -1269,8 +1453,8 @@ ck_check_completed(ck_set *s, const ck_order *o)
                 ck_append(why, sizeof(why), "%zu payments", pe - pb);
         } else {
                 const ck_payment *p = &s->payments[pb];
-                if (!p->captured) {
-                        ck_append(why, sizeof(why), "payment refunded");
+                if (p->status != CK_PAY_CAPTURED) {
+                        ck_append(why, sizeof(why), "payment %s", ck_pay_status_name(p->status));
                 }
                 if (p->amount != o->amount) {
                         ck_append(why, sizeof(why), "payment of %lld, amount %lld",
@@ -1351,23 +1535,35 @@ ck_check_cancelled(ck_set *s, const ck_order *o)
         }
         ck_range(s->payments, s->n_payments, sizeof(ck_payment), o->id, &b, &e);
         for (size_t i = b; i < e; i++) {
-                if (s->payments[i].captured) {
-                        ck_append(why, sizeof(why), "captured payment of %lld",
+                ck_pay_status ps = s->payments[i].status;
+                if (ps == CK_PAY_CAPTURED || ps == CK_PAY_AUTHORIZED) {
+                        ck_append(why, sizeof(why), "%s payment of %lld", ck_pay_status_name(ps),
                             (long long) s->payments[i].amount);
                 }
         }
         ck_range(s->resv, s->n_resv, sizeof(ck_resv), o->id, &b, &e);
         for (size_t i = b; i < e; i++) {
-                if (ck_holds(s->resv[i].status)) {
+                if (ck_holds(s->resv[i].status) || s->resv[i].status == CK_RESV_TRIED) {
                         ck_append(why, sizeof(why), "product %lld: %lld %s",
                             (long long) s->resv[i].product_id, (long long) s->resv[i].quantity,
-                            s->resv[i].status == CK_RESV_HELD ? "held" : "sold");
+                            ck_resv_status_name(s->resv[i].status));
                 }
         }
         ck_range(s->uses, s->n_uses, sizeof(ck_use), o->id, &b, &e);
         for (size_t i = b; i < e; i++) {
                 ck_append(why, sizeof(why), "coupon %lld of user %lld used",
                     (long long) s->uses[i].coupon_id, (long long) s->uses[i].user_id);
+        }
+        ck_range(s->coupon_holds, s->n_coupon_holds, sizeof(ck_use), o->id, &b, &e);
+        for (size_t i = b; i < e; i++) {
+                ck_append(why, sizeof(why), "coupon %lld of user %lld held",
+                    (long long) s->coupon_holds[i].coupon_id,
+                    (long long) s->coupon_holds[i].user_id);
+        }
+        ck_range(s->holds, s->n_holds, sizeof(ck_hold), o->id, &b, &e);
+        for (size_t i = b; i < e; i++) {
+                ck_append(why, sizeof(why), "%lld of user %lld frozen",
+                    (long long) s->holds[i].amount, (long long) s->holds[i].user_id);
         }
         if (why[0] != '\0') {
                 ck_violation_id(r, o->id, "order %lld: %s", (long long) o->id, why);
@@ -1441,7 +1637,8 @@ ck_check_orphans(ck_set *s)
                 i = e;
         }
         for (size_t i = 0; i < s->n_payments; i++) {
-                if (s->payments[i].captured && ck_order_find(s, s->payments[i].order_id) == NULL) {
+                if (s->payments[i].status == CK_PAY_CAPTURED
+                    && ck_order_find(s, s->payments[i].order_id) == NULL) {
                         list[n++] = (ck_orphan) { s->payments[i].order_id, CK_ORPHAN_PAYMENT };
                 }
         }
@@ -1526,6 +1723,218 @@ ck_check_dataplatform(ck_set *s)
                             r, id, "order %lld: recorded, but cancelled", (long long) id);
                 }
                 i = e;
+        }
+}
+
+/* Whether nothing may stay set aside for an order any more: it ended, or it is unknown. */
+static bool
+ck_settled(const ck_set *s, int64_t order_id)
+{
+        const ck_order *o = ck_order_find(s, order_id);
+
+        return o == NULL || o->status == CK_COMPLETED || o->status == CK_CANCELLED;
+}
+
+static const char *
+ck_order_state(const ck_set *s, int64_t order_id)
+{
+        const ck_order *o = ck_order_find(s, order_id);
+
+        if (o == NULL) {
+                return "no such order";
+        }
+        return o->status == CK_COMPLETED ? "completed" : "cancelled";
+}
+
+/* What a TCC try left set aside for an order, by order id. */
+typedef struct ck_aside {
+        int64_t order_id;
+        unsigned what; /* CK_ASIDE_* bits */
+} ck_aside;
+
+enum {
+        CK_ASIDE_STOCK = 1u,   /* a tried reservation */
+        CK_ASIDE_BALANCE = 2u, /* a frozen balance hold */
+        CK_ASIDE_PAYMENT = 4u, /* an authorized payment */
+        CK_ASIDE_COUPON = 8u,  /* a held coupon */
+};
+
+/* Per product, held = its tried reservations; stock tried for an unknown product fails. */
+static void
+ck_check_held(ck_set *s, ck_result *r)
+{
+        for (size_t i = 0; i < s->n_resv; i++) {
+                const ck_resv *rv = &s->resv[i];
+                ck_product *p;
+
+                if (rv->status != CK_RESV_TRIED) {
+                        continue;
+                }
+                p = (ck_product *) ck_find(
+                    s->products, s->n_products, sizeof(ck_product), rv->product_id);
+                if (p == NULL) {
+                        ck_violation_id(r, rv->product_id,
+                            "product %lld: %lld tried by order %lld, but no such product",
+                            (long long) rv->product_id, (long long) rv->quantity,
+                            (long long) rv->order_id);
+                } else {
+                        p->tried += rv->quantity;
+                }
+        }
+        for (size_t i = 0; i < s->n_products; i++) {
+                const ck_product *p = &s->products[i];
+                if (p->held != p->tried) {
+                        ck_violation_id(r, p->id,
+                            "product %lld: held %lld, tried reservations %lld", (long long) p->id,
+                            (long long) p->held, (long long) p->tried);
+                }
+        }
+}
+
+/* Per user, frozen = its frozen balance holds. */
+static void
+ck_check_frozen(ck_set *s, ck_result *r)
+{
+        for (size_t i = 0; i < s->n_holds; i++) {
+                const ck_hold *h = &s->holds[i];
+                ck_user *u = ck_user_find(s, h->user_id);
+
+                if (u == NULL) {
+                        ck_violation_id(r, h->user_id,
+                            "user %lld: %lld frozen for order %lld, but no such user",
+                            (long long) h->user_id, (long long) h->amount, (long long) h->order_id);
+                } else {
+                        u->holds += h->amount;
+                }
+        }
+        for (size_t i = 0; i < s->n_users; i++) {
+                const ck_user *u = &s->users[i];
+                if (u->frozen != u->holds) {
+                        ck_violation_id(r, u->id, "user %lld: frozen %lld, frozen holds %lld",
+                            (long long) u->id, (long long) u->frozen, (long long) u->holds);
+                }
+        }
+}
+
+/* Nothing set aside for an order that ended or that the order database does not know. */
+static void
+ck_check_aside(const ck_set *s, ck_result *r)
+{
+        size_t cap = s->n_resv + s->n_holds + s->n_payments + s->n_coupon_holds;
+        ck_aside *list = ck_rows((int) cap, sizeof(ck_aside));
+        size_t n = 0;
+
+        for (size_t i = 0; i < s->n_resv; i++) {
+                if (s->resv[i].status == CK_RESV_TRIED && ck_settled(s, s->resv[i].order_id)) {
+                        list[n++] = (ck_aside) { s->resv[i].order_id, CK_ASIDE_STOCK };
+                }
+        }
+        for (size_t i = 0; i < s->n_holds; i++) {
+                if (ck_settled(s, s->holds[i].order_id)) {
+                        list[n++] = (ck_aside) { s->holds[i].order_id, CK_ASIDE_BALANCE };
+                }
+        }
+        for (size_t i = 0; i < s->n_payments; i++) {
+                if (s->payments[i].status == CK_PAY_AUTHORIZED
+                    && ck_settled(s, s->payments[i].order_id)) {
+                        list[n++] = (ck_aside) { s->payments[i].order_id, CK_ASIDE_PAYMENT };
+                }
+        }
+        for (size_t i = 0; i < s->n_coupon_holds; i++) {
+                if (ck_settled(s, s->coupon_holds[i].order_id)) {
+                        list[n++] = (ck_aside) { s->coupon_holds[i].order_id, CK_ASIDE_COUPON };
+                }
+        }
+        ck_sort(list, n, sizeof(ck_aside));
+        for (size_t i = 0; i < n;) {
+                unsigned what = 0;
+                size_t e = i;
+                char why[CK_WHY_LEN] = "";
+                while (e < n && list[e].order_id == list[i].order_id) {
+                        what |= list[e].what;
+                        e++;
+                }
+                if (what & CK_ASIDE_STOCK) {
+                        ck_append(why, sizeof(why), "stock tried");
+                }
+                if (what & CK_ASIDE_BALANCE) {
+                        ck_append(why, sizeof(why), "balance frozen");
+                }
+                if (what & CK_ASIDE_PAYMENT) {
+                        ck_append(why, sizeof(why), "payment authorized");
+                }
+                if (what & CK_ASIDE_COUPON) {
+                        ck_append(why, sizeof(why), "coupon held");
+                }
+                ck_violation_id(r, list[i].order_id, "order %lld (%s): %s",
+                    (long long) list[i].order_id, ck_order_state(s, list[i].order_id), why);
+                i = e;
+        }
+        free(list);
+}
+
+/* What TCC tries set aside returns to zero once every order has ended. */
+static void
+ck_check_tcc(ck_set *s)
+{
+        ck_result *r = &s->res[CK_INV_TCC];
+        int64_t tried = 0, authorized = 0;
+
+        for (size_t i = 0; i < s->n_resv; i++) {
+                tried += s->resv[i].status == CK_RESV_TRIED;
+        }
+        for (size_t i = 0; i < s->n_payments; i++) {
+                authorized += s->payments[i].status == CK_PAY_AUTHORIZED;
+        }
+        r->checked = (int64_t) (s->n_products + s->n_users + s->n_holds + s->n_coupon_holds) + tried
+            + authorized;
+        ck_check_held(s, r);
+        ck_check_frozen(s, r);
+        ck_check_aside(s, r);
+}
+
+static const char *
+ck_saga_state_name(ck_saga_state st)
+{
+        static const char *const names[] = { "in an unknown state", "forward", "backward",
+                "confirming", "completed", "cancelled" };
+
+        return names[st];
+}
+
+/* No orchestrated saga or TCC transaction in flight for an ended order, and none ended
+ * otherwise than its order (the two end in one transaction, orch_tx.c). */
+static void
+ck_check_unfinished(ck_set *s)
+{
+        ck_result *r = &s->res[CK_INV_UNFINISHED];
+
+        r->checked = (int64_t) s->n_sagas;
+        for (size_t i = 0; i < s->n_sagas; i++) {
+                const ck_saga *g = &s->sagas[i];
+                const ck_order *o = ck_order_find(s, g->order_id);
+                const char *state = ck_saga_state_name(g->state);
+                bool ended = g->state == CK_SAGA_COMPLETED || g->state == CK_SAGA_CANCELLED;
+
+                if (o == NULL) {
+                        ck_violation_id(r, g->order_id, "order %lld: no such order, saga %s",
+                            (long long) g->order_id, state);
+                } else if (g->state == CK_SAGA_OTHER) {
+                        ck_violation_id(r, o->id, "order %lld: saga %s", (long long) o->id, state);
+                } else if (o->status == CK_PENDING) {
+                        if (ended) {
+                                ck_violation_id(r, o->id, "order %lld: pending, saga %s",
+                                    (long long) o->id, state);
+                        }
+                } else if (o->status == CK_OTHER) {
+                        continue; /* the pending orders line names it */
+                } else if (!ended) {
+                        ck_violation_id(r, o->id, "order %lld: %s, saga still %s",
+                            (long long) o->id, ck_order_state(s, o->id), state);
+                } else if ((o->status == CK_COMPLETED) != (g->state == CK_SAGA_COMPLETED)) {
+                        ck_violation_id(r, o->id, "order %lld: %s, saga %s", (long long) o->id,
+                            ck_order_state(s, o->id), state);
+                }
         }
 }
 
@@ -1700,6 +2109,8 @@ ck_run_set(ck_ctx *x, ck_set *s)
         ck_check_orders(s);
         ck_check_orphans(s);
         ck_check_dataplatform(s);
+        ck_check_tcc(s);
+        ck_check_unfinished(s);
         return ck_check_txn(x, s);
 }
 
@@ -1990,7 +2401,8 @@ const char cli_check_help[]
       "COUNT is the number of rows checked on a PASS, of violations on a FAIL; each FAIL line\n"
       "is followed by what is wrong with each id listed. The invariants: stock, balance,\n"
       "ledger, refunds, completed orders, cancelled orders, pending orders, orphans,\n"
-      "dataplatform, prepared transactions, outbox, dead letters, 2pc log.\n"
+      "dataplatform, prepared transactions, outbox, dead letters, 2pc log, tcc holds,\n"
+      "unfinished.\n"
       "\n"
       "The initial stock comes from --baseline, else --initial-stock; without either it is\n"
       "derived (stock + held/sold) and only stock >= 0 is checked, as the line says. Record a\n"

@@ -37,6 +37,7 @@
 #define USERS 8
 #define BALANCE 100000
 #define DRAIN_MS 30000
+#define N_LINES 15 /* the invariants: lines per dataset */
 
 enum { DS_MONOLITH = 0, DS_SPLIT = 1, N_DS = 2 };
 static const char *const ds_names[N_DS] = { "monolith", "split" };
@@ -210,7 +211,7 @@ in_list(const char *const *list, const char *name)
         return false;
 }
 
-/* Checks an output: 13 lines of the dataset, the names in fails FAIL and only they, and the
+/* Checks an output: N_LINES lines of the dataset, the names in fails FAIL and only they, and the
  * first of them lists id (may be NULL). */
 static void
 assert_lines(const char *out, const char *dataset, const char *const *fails, const char *id)
@@ -241,8 +242,8 @@ assert_lines(const char *out, const char *dataset, const char *const *fails, con
                         }
                 }
         }
-        if (mine != 13) {
-                fail_msg("%d lines of %s, expected 13\n%s", mine, dataset, out);
+        if (mine != N_LINES) {
+                fail_msg("%d lines of %s, expected %d\n%s", mine, dataset, N_LINES, out);
         }
 }
 
@@ -652,7 +653,7 @@ test_check_json(void **state)
         root = json_loads(out, 0, &jerr);
         assert_non_null(root);
         assert_true(json_is_true(json_object_get(root, "ok")));
-        assert_int_equal(json_array_size(json_object_get(root, "invariants")), 26);
+        assert_int_equal(json_array_size(json_object_get(root, "invariants")), 2 * N_LINES);
         json_array_foreach(json_object_get(root, "invariants"), i, inv)
         {
                 assert_string_equal(json_string_value(json_object_get(inv, "status")), "PASS");
@@ -719,14 +720,14 @@ wait_split_quiet(const harness_cluster *c)
         fail_msg("the split dataset did not go quiet (%lld things left)", (long long) left);
 }
 
-/* The checker over the state the saga and 2pc modes really leave: completed orders,
- * orders cancelled before any step and after the debit (a saga refunds it), on a cluster of
- * its own. */
+/* The checker over the state the saga, 2pc and tcc modes really leave: completed orders,
+ * orders cancelled before any step and after the debit (a saga refunds it, a TCC cancel
+ * unfreezes it and voids the payment), on a cluster of its own. */
 static void
-test_check_saga_and_2pc_orders(void **state)
+test_check_saga_2pc_and_tcc_orders(void **state)
 {
         static const char *const none[] = { NULL };
-        static const char *const modes[] = { "saga", "2pc" };
+        static const char *const modes[] = { "saga", "2pc", "tcc" };
         static const char *const orders[] = { "1 1:2 3:1 --coupon 1", "2 2:1", "3 4:2 5:1",
                 "4 6:100", "8 7:1", "5 8:1 --coupon 3" };
         harness_cluster *c = harness_cluster_new(SERVICES, NULL);
@@ -796,7 +797,8 @@ static const corruption corruptions[] = {
         { "stock removed", NULL, "product", "UPDATE products SET stock = stock - 1 WHERE id = {P}",
             false, false, { "stock" }, "{P}" },
         { "stock negative (no baseline)", NULL, "product",
-            "ALTER TABLE products DROP CONSTRAINT products_stock_check;"
+            "ALTER TABLE products DROP CONSTRAINT products_stock_check,"
+            " DROP CONSTRAINT products_held_check;"
             "UPDATE products SET stock = -3 WHERE id = {P}",
             false, true, { "stock" }, "{P}" },
         { "sold stock released", NULL, "product",
@@ -889,6 +891,33 @@ static const corruption corruptions[] = {
             "INSERT INTO payments (order_id, user_id, amount, status)"
             " VALUES (999999, {U}, 5, 'captured')",
             false, false, { "orphans" }, "999999" },
+        { "stock held without a try", NULL, "product",
+            "UPDATE products SET held = held + 1 WHERE id = {P}", false, false, { "tcc holds" },
+            "{P}" },
+        { "balance frozen for a completed order", NULL, "user",
+            "INSERT INTO balance_holds (order_id, user_id, amount, discount, status)"
+            " VALUES ({C}, {U}, 5, 0, 'frozen');"
+            "UPDATE users SET frozen = frozen + 5 WHERE id = {U}",
+            false, false, { "tcc holds" }, "{C}" },
+        { "payment of a completed order only authorized", NULL, "payment",
+            "UPDATE payments SET status = 'authorized' WHERE order_id = {C}", false, false,
+            { "completed orders", "tcc holds" }, "{C}" },
+        { "stock tried by a cancelled order", NULL, "product",
+            "INSERT INTO reservations (order_id, product_id, quantity, status)"
+            " VALUES ({X}, {P}, 1, 'tried');"
+            "UPDATE products SET held = held + 1 WHERE id = {P}",
+            false, false, { "cancelled orders", "tcc holds" }, "{X}" },
+        { "coupon held by a cancelled order", NULL, "user",
+            "UPDATE user_coupons SET held_order_id = {X} WHERE user_id = {V} AND coupon_id = {K}",
+            false, false, { "cancelled orders", "tcc holds" }, "{X}" },
+        /* Neither dataset's orders have an orch_saga row: the corruption adds one. */
+        { "saga of a completed order back in flight", NULL, "order",
+            "INSERT INTO orch_saga (order_id, state, deadline_at) VALUES ({C}, 'forward', now())",
+            false, false, { "unfinished" }, "{C}" },
+        { "saga ended, its order pending", NULL, "order",
+            "UPDATE orders SET status = 'PENDING' WHERE id = {C};"
+            "INSERT INTO orch_saga (order_id, state, deadline_at) VALUES ({C}, 'completed', now())",
+            false, false, { "unfinished", "pending orders" }, "{C}" },
 };
 
 #define N_CORRUPTIONS (sizeof(corruptions) / sizeof(corruptions[0]))
@@ -984,7 +1013,7 @@ main(void)
         tests[n++] = (struct CMUnitTest) cmocka_unit_test(test_check_wrong_initial_stock_fails);
         tests[n++] = (struct CMUnitTest) cmocka_unit_test(test_check_json);
         tests[n++] = (struct CMUnitTest) cmocka_unit_test(test_check_unreachable_database);
-        tests[n++] = (struct CMUnitTest) cmocka_unit_test(test_check_saga_and_2pc_orders);
+        tests[n++] = (struct CMUnitTest) cmocka_unit_test(test_check_saga_2pc_and_tcc_orders);
         for (int ds = 0; ds < N_DS; ds++) {
                 for (size_t i = 0; i < N_CORRUPTIONS; i++) {
                         const corruption *c = &corruptions[i];
