@@ -58,15 +58,38 @@ typedef enum chaos_mode {
         CHAOS_SAGA = 0,
         CHAOS_2PC = 1,
         CHAOS_MONOLITH = 2,
-        CHAOS_N_MODES = 3,
+        CHAOS_ORCH = 3, /* the orchestrated saga, on the order service's orchestrator */
+        CHAOS_TCC = 4,  /* try-confirm/cancel, on the same orchestrator */
+        CHAOS_N_MODES = 5,
 } chaos_mode;
 
-static const char *const mode_names[CHAOS_N_MODES] = { "saga", "2pc", "monolith" };
+static const char *const mode_names[CHAOS_N_MODES]
+    = { "saga", "2pc", "monolith", "orchestration", "tcc" };
 static const int mode_wire[CHAOS_N_MODES] = {
         MERCATO__ORDER__V1__MODE__MODE_SAGA,
         MERCATO__ORDER__V1__MODE__MODE_TWO_PC,
         MERCATO__ORDER__V1__MODE__MODE_MONOLITH,
+        MERCATO__ORDER__V1__MODE__MODE_ORCHESTRATION,
+        MERCATO__ORDER__V1__MODE__MODE_TCC,
 };
+
+/* The orchestrator's crash points ([order] orch_crash_at), in the order an order meets
+ * them: forward, then backward (undo:*, met by orders that fail at debit or capture), then
+ * the end. TCC adds its decision and each confirm. */
+static const char *const orch_points[]
+    = { "sent:reserve", "answered:reserve", "sent:debit", "answered:debit", "sent:capture",
+              "answered:capture", "undo:debit", "undo:reserve", "finish" };
+static const char *const tcc_points[] = { "sent:reserve", "answered:reserve", "sent:debit",
+        "answered:debit", "sent:capture", "answered:capture", "decide", "confirm:reserve",
+        "confirm:debit", "confirm:capture", "undo:debit", "undo:reserve", "finish" };
+
+/* The share of failing orders in kill-coordinator on the orchestrator, at least: the undo
+ * points fire only for an order that goes backward. */
+#define ORCH_KILL_FAIL_FRACTION 0.3
+
+/* How long a crash point may take to fire, and the orders it left to be re-driven. */
+#define ORCH_CRASH_WAIT_MS 10000
+#define ORCH_REDRIVE_WAIT_MS 10000
 
 /* Set by SIGINT and SIGTERM: the load and the injection end, then the cluster goes. */
 static atomic_bool interrupted;
@@ -97,7 +120,7 @@ typedef struct chaos_result {
         uint64_t faults;     /* faults injected */
         double converge_s;   /* heal to quiet and checked; < 0: did not converge */
         bool pass;
-        char note[512];
+        char note[1024];
 } chaos_result;
 
 /* One run in progress. */
@@ -302,12 +325,145 @@ count_pending(chaos_run *r)
         return n;
 }
 
+/* Whether the mode runs on the order service's orchestrator (orch.c, tcc.c). */
+static bool
+on_orchestrator(chaos_mode mode)
+{
+        return mode == CHAOS_ORCH || mode == CHAOS_TCC;
+}
+
+/* The orchestrator's unfinished transactions (orch_saga forward, backward or confirming):
+ * all of them, or (ids not NULL, a bigint[] literal) those among ids. Returns the count, or
+ * -1 when the order database cannot say; *ret_ids (if not NULL) gets their ids as a bigint[]
+ * literal, owned by the caller. */
+static int64_t
+unfinished_sagas(chaos_run *r, const char *ids, char **ret_ids)
+{
+        const char *params[1] = { ids };
+        PGconn *conn = PQconnectdb(orders_db(r));
+        int64_t n = -1;
+
+        if (PQstatus(conn) == CONNECTION_OK) {
+                PGresult *res = PQexecParams(conn,
+                    "SELECT count(*), '{' || coalesce(string_agg(order_id::text, ','), '') || '}'"
+                    " FROM orch_saga WHERE state IN ('forward', 'backward', 'confirming')"
+                    " AND ($1::bigint[] IS NULL OR order_id = ANY ($1::bigint[]))",
+                    1, NULL, params, NULL, NULL, 0);
+                if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+                        n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+                        if (ret_ids != NULL) {
+                                *ret_ids = rpc_xstrdup(PQgetvalue(res, 0, 1));
+                        }
+                }
+                PQclear(res);
+        }
+        PQfinish(conn);
+        return n;
+}
+
+/* kill-coordinator on the orchestrator: for each crash point in turn, the order service is
+ * started with [order] orch_crash_at at that point and exits there when the first order
+ * reaches it; the orders it left unfinished (met: the one at the point and every other in
+ * flight) are counted, the service started again without the point, and recovery must
+ * drive each of them to its end (driven). The line's note gives met/driven per point. */
+static void
+kill_orchestrator(chaos_run *r)
+{
+        const char *const *points = r->mode == CHAOS_TCC ? tcc_points : orch_points;
+        size_t n = r->mode == CHAOS_TCC ? sizeof(tcc_points) / sizeof(tcc_points[0])
+                                        : sizeof(orch_points) / sizeof(orch_points[0]);
+        char buf[640] = "";
+        size_t used = 0;
+        uint64_t missed = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                int64_t met = -1, driven = -1;
+                char *ids = NULL;
+                char mark[64], err[2048];
+                bool started, fired = false;
+                long at;
+
+                if (!nap(r, rand_range(r, 200, 500))) {
+                        break;
+                }
+                cluster_signal(r->c, "order", SIGKILL);
+                cluster_set(r->c, "order", "orch_crash_at", points[i]);
+                at = cluster_log_size(r->c, "order");
+                /* The start may fail because the point fires in the recovery at start-up:
+                 * the service's own log says whether it did. */
+                started = cluster_start(r->c, "order", err, sizeof(err)) == RPC_OK;
+                if (await_exit(r, "order", ORCH_CRASH_WAIT_MS)) {
+                        char *log = cluster_log_since(r->c, "order", at, 1 << 20);
+                        snprintf(mark, sizeof(mark), "orch_crash_at %s reached", points[i]);
+                        fired = strstr(log, mark) != NULL;
+                        free(log);
+                }
+                if (fired) {
+                        r->res->faults++;
+                        met = unfinished_sagas(r, NULL, &ids);
+                } else {
+                        if (!started) {
+                                fprintf(stderr, "chaos: restart of order failed: %s\n", err);
+                        }
+                        missed++;
+                }
+                cluster_signal(r->c, "order", SIGKILL);
+                cluster_set(r->c, "order", "orch_crash_at", NULL);
+                restart(r, "order");
+                /* Recovery at start-up re-drives them: each must end (bounded). */
+                if (ids != NULL) {
+                        int64_t left = -1;
+                        int64_t until = bench_now_ns() + ORCH_REDRIVE_WAIT_MS * 1000000LL;
+                        while (!atomic_load(&interrupted)) {
+                                left = unfinished_sagas(r, ids, NULL);
+                                if (left == 0 || bench_now_ns() >= until) {
+                                        break;
+                                }
+                                bench_sleep_ms(100);
+                        }
+                        driven = left >= 0 ? met - left : -1;
+                        free(ids);
+                }
+                fprintf(stderr, "chaos:   crash at %s: %lld in flight, %lld driven to the end\n",
+                    points[i], (long long) met, (long long) driven);
+                if (used < sizeof(buf)) {
+                        if (met < 0) {
+                                used += (size_t) snprintf(buf + used, sizeof(buf) - used,
+                                    "%s%s none", used > 0 ? ", " : "", points[i]);
+                        } else {
+                                used += (size_t) snprintf(buf + used, sizeof(buf) - used,
+                                    "%s%s %lld/%lld", used > 0 ? ", " : "", points[i],
+                                    (long long) met, (long long) driven);
+                        }
+                }
+        }
+        note(r->res, "met/driven: %s", buf);
+        if (missed > 0) {
+                note(r->res, "%llu points never reached", (unsigned long long) missed);
+        }
+        (void) nap(r, 1000); /* orders after the last restart */
+}
+
+/* Before kill-coordinator on the orchestrator: enough orders that go backward. */
+static bool
+configure_kill_coordinator(chaos_run *r, char *why, size_t len)
+{
+        (void) why;
+        (void) len;
+        if (on_orchestrator(r->mode) && r->w.fail_fraction > 0
+            && r->w.fail_fraction < ORCH_KILL_FAIL_FRACTION) {
+                r->w.fail_fraction = ORCH_KILL_FAIL_FRACTION;
+        }
+        return true;
+}
+
 /* 2. kill-coordinator. In 2pc, the order service dies at each crash point in turn ([order]
  * crash_at makes it exit right there). In saga, it dies while orders wait at each step in
  * turn: the step's switch (step.X = timeout) holds them there, the order service is killed
  * and started again, then the switch is lifted; and a few times right after an order
  * starts (its creation). In monolith, where an order is one transaction, it is killed a
- * few milliseconds after orders start. */
+ * few milliseconds after orders start. In orchestration and tcc, the orchestrator dies at
+ * each of its crash points in turn (kill_orchestrator). */
 static void
 inject_kill_coordinator(chaos_run *r)
 {
@@ -343,6 +499,10 @@ inject_kill_coordinator(chaos_run *r)
                         restart(r, "order");
                 }
                 (void) nap(r, 1000);
+                return;
+        }
+        if (on_orchestrator(r->mode)) {
+                kill_orchestrator(r);
                 return;
         }
         if (r->mode == CHAOS_MONOLITH) {
@@ -576,8 +736,9 @@ configure_none(chaos_run *r, char *why, size_t len)
 static const scenario scenarios[] = {
         { "kill-services", "SIGKILL a random service every second or two, then restart it",
             configure_none, inject_kill_services, NULL, false, true },
-        { "kill-coordinator", "kill the order service at each 2pc point and saga step",
-            configure_none, inject_kill_coordinator, NULL, false, true },
+        { "kill-coordinator",
+            "kill the order service at each 2pc point, saga step, orchestrator point",
+            configure_kill_coordinator, inject_kill_coordinator, NULL, false, true },
         { "db-crash", "pg_ctl stop -m immediate mid-load, then start", configure_none,
             inject_db_crash, NULL, false, true },
         { "pause", "SIGSTOP a service past the RPC deadlines, then SIGCONT", configure_pause,
@@ -738,8 +899,9 @@ run_check(chaos_run *r)
         return v;
 }
 
-/* Until the dataset is quiet and the check passes, bounded by --converge-timeout. Returns
- * the last verdict; *ret_s is the time it took, or -1. */
+/* Until the dataset is quiet (on the orchestrator, also no orch_saga unfinished) and the
+ * check passes, bounded by --converge-timeout. Returns the last verdict; *ret_s is the time
+ * it took, or -1. */
 static check_verdict
 converge(chaos_run *r, int64_t t_heal_ns, double *ret_s)
 {
@@ -760,6 +922,10 @@ converge(chaos_run *r, int64_t t_heal_ns, double *ret_s)
                 int64_t left = (until - bench_now_ns()) / 1000000;
                 double quiet_ms;
                 bool quiet = left > 0 && dbstat_wait_quiet(&dbs, left, &quiet_ms, err, sizeof(err));
+                /* On the orchestrator, quiet also means every transaction of its log ended. */
+                if (quiet && on_orchestrator(r->mode)) {
+                        quiet = unfinished_sagas(r, NULL, NULL) == 0;
+                }
                 v = run_check(r);
                 fprintf(stderr, "chaos:   %.1f s after the heal: %s, check %s%s\n",
                     (double) (bench_now_ns() - t_heal_ns) / 1e9, quiet ? "quiet" : "not quiet",
@@ -1111,6 +1277,7 @@ heal(chaos_run *r)
                 note(r->res, "%s", err);
         }
         cluster_set(r->c, "order", "crash_at", NULL);
+        cluster_set(r->c, "order", "orch_crash_at", NULL);
         cluster_set(r->c, "product", "step.reserve", NULL);
         cluster_set(r->c, "user", "step.debit", NULL);
         cluster_set(r->c, "payment", "step.capture", NULL);
@@ -1215,6 +1382,15 @@ run_one(const chaos_opts *o, cluster *c, const scenario *sc, chaos_mode mode, ch
         t_heal = bench_now_ns();
         v = converge(&r, t_heal, &res->converge_s);
         judge_orders(&r, lt.res.orders, lt.res.n_orders);
+        /* `mercato check` does not read the orchestrator's log: an unfinished transaction
+         * there is a violation of its own. */
+        if (on_orchestrator(mode)) {
+                int64_t open = unfinished_sagas(&r, NULL, NULL);
+                if (open != 0) {
+                        note(res, "%lld unfinished orch_saga", (long long) open);
+                        res->violations += open > 0 ? (uint64_t) open : 1;
+                }
+        }
         if (sc->own_load) {
                 judge_hot_spot(&r);
         }
@@ -1259,9 +1435,9 @@ out:
 static void
 print_header(void)
 {
-        printf("%-17s %-9s %9s %6s %9s %9s %5s %10s %6s %9s  %s\n", "SCENARIO", "MODE", "ATTEMPTED",
-            "ACKED", "COMPLETED", "CANCELLED", "LOST", "VIOLATIONS", "FAULTS", "CONVERGE",
-            "RESULT");
+        printf("%-17s %-13s %9s %6s %9s %9s %5s %10s %6s %9s  %s\n", "SCENARIO", "MODE",
+            "ATTEMPTED", "ACKED", "COMPLETED", "CANCELLED", "LOST", "VIOLATIONS", "FAULTS",
+            "CONVERGE", "RESULT");
         fflush(stdout);
 }
 
@@ -1271,7 +1447,7 @@ print_line(const chaos_result *x)
         char conv[16];
 
         if (x->skipped) {
-                printf("%-17s %-9s %9s %6s %9s %9s %5s %10s %6s %9s  SKIP  %s\n", x->scenario,
+                printf("%-17s %-13s %9s %6s %9s %9s %5s %10s %6s %9s  SKIP  %s\n", x->scenario,
                     x->mode, "-", "-", "-", "-", "-", "-", "-", "-", x->note);
                 fflush(stdout);
                 return;
@@ -1281,7 +1457,7 @@ print_line(const chaos_result *x)
         } else {
                 snprintf(conv, sizeof(conv), "never");
         }
-        printf("%-17s %-9s %9llu %6llu %9llu %9llu %5llu %10llu %6llu %9s  %s%s%s\n", x->scenario,
+        printf("%-17s %-13s %9llu %6llu %9llu %9llu %5llu %10llu %6llu %9s  %s%s%s\n", x->scenario,
             x->mode, (unsigned long long) x->attempted, (unsigned long long) x->acked,
             (unsigned long long) x->completed, (unsigned long long) x->cancelled,
             (unsigned long long) x->lost, (unsigned long long) x->violations,
@@ -1309,10 +1485,11 @@ static void
 usage(FILE *out)
 {
         fprintf(out,
-            "usage: mercato-bench chaos [--scenario NAME|all] [--mode saga|2pc|monolith|all]\n"
-            "       [--duration S] [--seed N] [--clients N] [--converge-timeout S] [--json]\n"
-            "       [--set SECTION.KEY=VALUE]... [--build DIR] [--pg-script PATH] [--dir DIR]\n"
-            "       [--keep] [--products N] [--users N] [--hot-fraction F] [--fail-fraction F]\n"
+            "usage: mercato-bench chaos [--scenario NAME[,NAME...]|all]\n"
+            "       [--mode MODE[,MODE...]|all] [--duration S] [--seed N] [--clients N]\n"
+            "       [--converge-timeout S] [--json] [--set SECTION.KEY=VALUE]... [--build DIR]\n"
+            "       [--pg-script PATH] [--dir DIR] [--keep] [--products N] [--users N]\n"
+            "       [--hot-fraction F] [--fail-fraction F]\n"
             "\n"
             "Runs each fault scenario in each mode on a throwaway cluster of its own (its own\n"
             "PostgreSQL via deploy/pg, every service of the build), under the order load:\n"
@@ -1320,6 +1497,8 @@ usage(FILE *out)
             "scenario and mode: orders attempted, acknowledged (PlaceOrder said COMPLETED),\n"
             "completed, cancelled; acknowledged orders lost (must be 0); violations (must\n"
             "be 0); seconds to converge; PASS or FAIL. Exit status 0 iff every line passed.\n"
+            "\n"
+            "modes: saga, 2pc, monolith, orchestration, tcc (all: every one)\n"
             "\n"
             "scenarios:\n");
         for (size_t i = 0; i < N_SCENARIOS; i++) {
@@ -1336,6 +1515,65 @@ usage(FILE *out)
             "  --pg-script PATH      deploy/pg (default: the source tree's)\n"
             "  --dir DIR             state folder (default /tmp/mercato-chaos-PID); --keep "
             "keeps it\n");
+}
+
+/* Whether name is in list: "all", or names separated by commas. */
+static bool
+in_list(const char *list, const char *name)
+{
+        size_t len = strlen(name);
+
+        if (strcmp(list, "all") == 0) {
+                return true;
+        }
+        for (const char *p = list; *p != '\0';) {
+                size_t n = strcspn(p, ",");
+                if (n == len && strncmp(p, name, len) == 0) {
+                        return true;
+                }
+                p += n;
+                p += *p == ',';
+        }
+        return false;
+}
+
+/* Whether every name of list (as in_list) is one of name_at(0..n-1); if not, *ret_bad and
+ * *ret_len give the first that is not. */
+static bool
+list_known(
+    const char *list, const char *(*name_at)(size_t), size_t n, const char **ret_bad, int *ret_len)
+{
+        if (strcmp(list, "all") == 0) {
+                return true;
+        }
+        for (const char *p = list;;) {
+                size_t len = strcspn(p, ",");
+                bool found = false;
+                for (size_t i = 0; i < n && !found; i++) {
+                        found = strlen(name_at(i)) == len && strncmp(p, name_at(i), len) == 0;
+                }
+                if (!found) {
+                        *ret_bad = p;
+                        *ret_len = (int) len;
+                        return false;
+                }
+                if (p[len] == '\0') {
+                        return true;
+                }
+                p += len + 1;
+        }
+}
+
+static const char *
+mode_name_at(size_t i)
+{
+        return mode_names[i];
+}
+
+static const char *
+scenario_name_at(size_t i)
+{
+        return scenarios[i].name;
 }
 
 static void
@@ -1502,21 +1740,25 @@ bench_chaos_main(int argc, char **argv)
                 fprintf(stderr, "chaos: unexpected argument '%s'\n", argv[optind]);
                 code = 2;
         }
+        const char *bad = NULL;
+        int bad_len = 0;
+        if (code == 0 && !list_known(mode, mode_name_at, CHAOS_N_MODES, &bad, &bad_len)) {
+                fprintf(stderr,
+                    "chaos: unknown mode '%.*s': --mode wants all or a comma-separated list of "
+                    "saga, 2pc, monolith, orchestration, tcc\n",
+                    bad_len, bad);
+                code = 2;
+        }
+        if (code == 0 && !list_known(scen, scenario_name_at, N_SCENARIOS, &bad, &bad_len)) {
+                fprintf(
+                    stderr, "chaos: unknown scenario '%.*s' (--help lists them)\n", bad_len, bad);
+                code = 2;
+        }
         for (int m = 0; m < CHAOS_N_MODES; m++) {
-                want_mode[m] = strcmp(mode, "all") == 0 || strcmp(mode, mode_names[m]) == 0;
+                want_mode[m] = in_list(mode, mode_names[m]);
         }
-        if (code == 0 && !want_mode[0] && !want_mode[1] && !want_mode[2]) {
-                fprintf(stderr, "chaos: --mode must be saga, 2pc, monolith or all\n");
-                code = 2;
-        }
-        bool any = false;
         for (size_t s = 0; s < N_SCENARIOS; s++) {
-                want_scen[s] = strcmp(scen, "all") == 0 || strcmp(scen, scenarios[s].name) == 0;
-                any = any || want_scen[s];
-        }
-        if (code == 0 && !any) {
-                fprintf(stderr, "chaos: unknown scenario '%s' (--help lists them)\n", scen);
-                code = 2;
+                want_scen[s] = in_list(scen, scenarios[s].name);
         }
         if (code == 0 && !bench_workload_finish(&o.w, err, sizeof(err))) {
                 fprintf(stderr, "chaos: %s\n", err);
