@@ -1,4 +1,4 @@
-/* compare.c: `mercato-bench compare` and `sweep`: the three modes on identical data.
+/* compare.c: `mercato-bench compare` and `sweep`: the five modes on identical data.
  *
  * For each mode: seed identical data, record the check's baseline, drive PlaceOrder from N
  * closed-loop clients with observers reading alongside, wait for quiescence, run `mercato
@@ -18,14 +18,21 @@
 #include "seed_db.h"
 #include "util.h"
 
-const char *const bench_mode_names[BENCH_N_MODES] = { "saga", "2pc", "monolith", "orchestration" };
+const char *const bench_mode_names[BENCH_N_MODES]
+    = { "saga", "2pc", "monolith", "orchestration", "tcc" };
 
 static const int mode_values[BENCH_N_MODES] = {
         MERCATO__ORDER__V1__MODE__MODE_SAGA,
         MERCATO__ORDER__V1__MODE__MODE_TWO_PC,
         MERCATO__ORDER__V1__MODE__MODE_MONOLITH,
         MERCATO__ORDER__V1__MODE__MODE_ORCHESTRATION,
+        MERCATO__ORDER__V1__MODE__MODE_TCC,
 };
+
+/* compare's pgbench warm-up before its measured seconds: the clients' random starts (at
+ * most 1 s, pgscript.c) and their first runs. Shorter than `replay --pglimit`'s
+ * PGLIMIT_WARMUP_S, so that five modes fit in compare's time (ctx_defaults). */
+#define COMPARE_PGLIMIT_WARMUP_S 1
 
 /* What one command was asked. */
 typedef struct bench_ctx {
@@ -148,8 +155,9 @@ i64_cmp(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
-/* Orders of the window whose stock went back after being reserved: compensated. Only a
- * saga leaves such rows; 2pc and the monolith roll back instead. */
+/* Orders of the window whose stock went back after being reserved: compensated. Only the
+ * sagas (a release) and tcc (a cancel of a try that held) leave such rows; 2pc and the
+ * monolith roll back instead. */
 static uint64_t
 count_compensated(const char *product_db, const load_result *run, char *err, size_t errlen)
 {
@@ -399,8 +407,8 @@ run_mode(bench_ctx *x, int mi, int clients, bool observe, bool replay, mode_resu
                 snprintf(dir, sizeof(dir), "%s/pgbench", x->out);
                 bench_progress("%-13s pgbench on its statements", mode);
                 if (!bench_mkdirs(dir)
-                    || bench_pglimit(
-                           &ro, dir, PGLIMIT_WARMUP_S, x->pglimit_s, &r->pglimit, err, errlen)
+                    || bench_pglimit(&ro, dir, COMPARE_PGLIMIT_WARMUP_S, x->pglimit_s, &r->pglimit,
+                           err, errlen)
                         != RPC_OK) {
                         bench_progress_end();
                         return false;
@@ -474,10 +482,10 @@ static const char compare_help[]
       "run pgbench on each at the same client count: PostgreSQL's own limit (pglimit).\n"
       "\n"
       "  --modes LIST        which modes, in order (default\n"
-      "                      saga,2pc,monolith,orchestration)\n"
+      "                      saga,2pc,monolith,orchestration,tcc)\n"
       "  --clients N         closed-loop clients (default 16)\n"
-      "  --duration S        measured seconds per mode (default 12)\n"
-      "  --warmup S          seconds not counted first (default 2)\n"
+      "  --duration S        measured seconds per mode (default 5)\n"
+      "  --warmup S          seconds not counted first (default 1)\n"
       "  --products P        products 1..P (default 1000)\n"
       "  --users U           users 1..U (default 1000)\n"
       "  --hot-fraction F    share of items that go to the hottest 1% of products (0.1)\n"
@@ -491,7 +499,7 @@ static const char compare_help[]
       "  --no-replay         skip the SQL-replay ceiling (and pglimit)\n"
       "  --no-pglimit        skip pgbench on the mode's statements\n"
       "  --pglimit-duration S  measured seconds of pgbench per database script (default\n"
-      "                      half of --duration, at least 2), after a 2 s warm-up\n"
+      "                      a third of --duration, at least 2), after a 1 s warm-up\n"
       "\n"
       "Prints one row per mode; a live progress line goes to stderr when it is a TTY.\n"
       "Exit status: 0 when every mode ran and its check passed, 1 when a check failed or a\n"
@@ -518,7 +526,8 @@ parse_modes(bench_ctx *x, const char *list, char *err, size_t errlen)
                 int i = mode_index(t);
                 if (i < 0) {
                         snprintf(err, errlen,
-                            "--modes: unknown mode '%s' (saga, 2pc, monolith, orchestration)", t);
+                            "--modes: unknown mode '%s' (saga, 2pc, monolith, orchestration, tcc)",
+                            t);
                         return false;
                 }
                 x->modes[i] = true;
@@ -615,7 +624,7 @@ parse(bench_ctx *x, int argc, char **argv, const char *help)
                         break;
                 case OPT_PGLIMIT_DURATION:
                         ok = parse_seconds(
-                            "--pglimit-duration", optarg, 1, &x->pglimit_s, err, sizeof(err));
+                            "pglimit-duration", optarg, 1, &x->pglimit_s, err, sizeof(err));
                         break;
                 case OPT_REPLAY:
                         x->replay = true;
@@ -663,18 +672,22 @@ parse(bench_ctx *x, int argc, char **argv, const char *help)
                 return 2;
         }
         if (x->pglimit_s == 0) {
-                x->pglimit_s = x->duration_s / 2 > 2 ? x->duration_s / 2 : 2;
+                x->pglimit_s = x->duration_s / 3 > 2 ? x->duration_s / 3 : 2;
         }
         return -1;
 }
 
+/* compare's defaults are sized to run the five modes in about 3 minutes on an idle 2-core
+ * machine: a split mode spends 2 x (1 + 5) s on its load and its replay and 6 x (1 + 2) s
+ * on pgbench, one database after another (the monolith 2 x 6 s and 1 x 3 s), 135 s of fixed
+ * runs in all; the rest is seeding, checks and convergence, which grow with other load. */
 static void
 ctx_defaults(bench_ctx *x)
 {
         *x = (bench_ctx) {
                 .clients = 16,
-                .duration_s = 12,
-                .warmup_s = 2,
+                .duration_s = 5,
+                .warmup_s = 1,
                 .observers = 2,
                 .observe_us = 10000,
                 .replay = true,

@@ -13,9 +13,10 @@
 #include "rpc.h"
 #include "workload.h"
 
-/* The three modes, in the order compare runs them. */
-#define BENCH_N_MODES 4
-extern const char *const bench_mode_names[BENCH_N_MODES]; /* saga, 2pc, monolith, orchestration */
+/* The five modes, in the order compare runs them. */
+#define BENCH_N_MODES 5
+/* saga, 2pc, monolith, orchestration, tcc */
+extern const char *const bench_mode_names[BENCH_N_MODES];
 
 /* Everything measured about one mode at one client count. */
 typedef struct mode_result {

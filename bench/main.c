@@ -10,8 +10,8 @@ static const struct {
         const char *summary;
 } subcommands[] = {
         { "compare", bench_compare_main,
-            "saga vs 2pc vs monolith on identical data, with the "
-            "SQL-replay ceiling" },
+            "the five modes (saga, 2pc, monolith, orchestration, tcc) on identical data, with "
+            "the SQL-replay ceiling" },
         { "sweep", bench_sweep_main, "throughput against the number of clients, per mode" },
         { "rpc", bench_rpc_main, "round trips to Health over tcp, ipc and inproc vs raw TCP" },
         { "replay", bench_replay_main,

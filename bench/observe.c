@@ -7,7 +7,15 @@
  *     initial(k) - sum of the effects on k of the COMPLETED orders started before t1.
  * A value below that bound includes the effect of an order that was later CANCELLED: a
  * dirty read. The bound is sound without knowing when an effect committed; a key that an
- * order of unknown outcome touched is not judged from that order's start on. */
+ * order of unknown outcome touched is not judged from that order's start on.
+ *
+ * The value judged is the available amount (GetBalance's and GetProduct's available: the
+ * total less what TCC tries hold), what a client can spend or order; the total of the same
+ * reply is judged apart, against the same bound. Outside tcc nothing is held and the two
+ * are one. In tcc a try sets its amount aside at once and only a confirm, after the
+ * decision, takes it from the total: a cancelled order's hold may be seen in the available
+ * amount (a dirty read: a reader was told less was there than there was), never in the
+ * total. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +126,16 @@ record(obs_thread *t, int kind, int64_t key, int64_t t0, int64_t value)
         };
 }
 
+/* A balance or stock reply: its available amount, then its total, over the same span. */
+static void
+record_pair(obs_thread *t, int kind, int total_kind, int64_t key, int64_t t0, int64_t available,
+    int64_t total)
+{
+        record(t, kind, key, t0, available);
+        record(t, total_kind, key, t0, total);
+        t->reads[t->n - 1].t1 = t->reads[t->n - 2].t1;
+}
+
 static void
 read_round(obs_thread *t, const bench_order *want, bench_rng *r)
 {
@@ -132,8 +150,9 @@ read_round(obs_thread *t, const bench_order *want, bench_rng *r)
         if (rpc_client_call(ob->user, "/mercato.user.v1.UserService/GetBalance", &breq.base,
                 &mercato__user__v1__balance__descriptor, &resp, &copts, NULL)
             == RPC_OK) {
-                record(t, READ_BALANCE, want->user_id, t0,
-                    ((Mercato__User__V1__Balance *) resp)->balance);
+                const Mercato__User__V1__Balance *b = (const void *) resp;
+                record_pair(t, READ_BALANCE, OBSERVE_BALANCE_TOTAL, want->user_id, t0, b->available,
+                    b->balance);
                 protobuf_c_message_free_unpacked(resp, NULL);
         }
 
@@ -147,7 +166,8 @@ read_round(obs_thread *t, const bench_order *want, bench_rng *r)
             == RPC_OK) {
                 const Mercato__Product__V1__GetProductResponse *pr = (const void *) resp;
                 if (pr->product != NULL) {
-                        record(t, READ_STOCK, preq.product_id, t0, pr->product->stock);
+                        record_pair(t, READ_STOCK, OBSERVE_STOCK_TOTAL, preq.product_id, t0,
+                            pr->product->available, pr->product->stock);
                 }
                 protobuf_c_message_free_unpacked(resp, NULL);
         }
@@ -355,30 +375,40 @@ observe_judge(const observe_read *reads, size_t n_reads, const load_result *run,
                             += r->value == MERCATO__ORDER__V1__ORDER_STATUS__ORDER_STATUS_PENDING;
                         continue;
                 }
-                if (effects_before(unknown, n_unknown, r->kind, r->key, r->t1, &first) > 0) {
-                        ret->unjudged++;
+                /* A total is judged as its key's available amount, and counted apart. */
+                bool total = r->kind == OBSERVE_BALANCE_TOTAL || r->kind == OBSERVE_STOCK_TOTAL;
+                int kind = r->kind == OBSERVE_BALANCE_TOTAL ? READ_BALANCE
+                    : r->kind == OBSERVE_STOCK_TOTAL        ? READ_STOCK
+                                                            : r->kind;
+                if (effects_before(unknown, n_unknown, kind, r->key, r->t1, &first) > 0) {
+                        ret->unjudged += !total;
                         continue;
                 }
-                ret->reads++;
                 int64_t initial = w->stock;
-                if (r->kind == READ_BALANCE) {
+                if (kind == READ_BALANCE) {
                         bool poor
                             = r->key > w->normal_users && r->key <= w->normal_users + w->poor_users;
                         initial = poor ? 0 : w->balance;
                 }
-                n = effects_before(done, n_done, r->kind, r->key, r->t1, &first);
+                n = effects_before(done, n_done, kind, r->key, r->t1, &first);
                 int64_t bound = initial - (n > 0 ? done[first + n - 1].amount : 0);
+                if (total) {
+                        ret->total_reads++;
+                        ret->dirty_total += r->value < bound;
+                        continue;
+                }
+                ret->reads++;
                 if (r->value >= bound) {
                         continue;
                 }
                 ret->dirty_reads++;
-                if (r->kind == READ_BALANCE) {
+                if (kind == READ_BALANCE) {
                         ret->dirty_balance++;
                 } else {
                         ret->dirty_stock++;
                 }
                 /* The cancelled orders on this key in flight during the read. */
-                n = effects_before(cancelled, n_cancelled, r->kind, r->key, r->t1, &first);
+                n = effects_before(cancelled, n_cancelled, kind, r->key, r->t1, &first);
                 for (size_t c = first; c < first + n; c++) {
                         const load_order *o = cancelled[c].order;
                         if (o->end_ns != 0 && o->end_ns < r->t0) {

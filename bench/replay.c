@@ -29,6 +29,10 @@
  *             very functions SagaParticipant/Run runs (product_orch_reserve, user_orch_debit,
  *             payment_orch_capture, the compensations), on the client's connection to each
  *             participant's database, one after the other as the orchestrator sends them.
+ *   tcc       as orchestration, on the same driver (order_orch_move for an order of mode tcc):
+ *             its commands are the TCC phases, run in process as SagaParticipant/Run runs
+ *             them (product_tcc, user_tcc, payment_tcc): the tries, the decision, the
+ *             confirms, or the cancels in reverse.
  * In every mode order.completed then flows through the relay to the data platform, the cart
  * and product sales, off the order's latency, as in the services.
  *
@@ -85,6 +89,14 @@
 #define REPLAY_SAGA_WAIT_MS 30000
 #define REPLAY_DRAIN_MS 60000
 
+/* The numbers a pgbench script takes for ids (pgscript.c's fresh ids from 10^15 and its
+ * own from 5 10^15), which a 2pc epoch must keep out of under high_ids, and how many times
+ * the epoch is drawn at most to find one outside (each draw falls there about half the
+ * time). */
+#define REPLAY_EPOCH_AVOID_MIN INT64_C(1000000000000000)
+#define REPLAY_EPOCH_AVOID_MAX INT64_C(6000000000000000)
+#define REPLAY_EPOCH_DRAWS 64
+
 /* The orders --emit-pgbench records, unless --emit-orders says otherwise. */
 #define REPLAY_EMIT_ORDERS 32
 
@@ -102,6 +114,7 @@ typedef enum replay_mode {
         MODE_TPC = 1,
         MODE_MONO = 2,
         MODE_ORCH = 3,
+        MODE_TCC = 4, /* on the orchestrator's driver, as MODE_ORCH */
 } replay_mode;
 
 typedef struct replay replay;
@@ -1052,8 +1065,36 @@ place_tpc(client *c, order_request *r, order_out *out)
         return RPC_OK;
 }
 
+/* The TCC phase an action names ("try", "confirm", "cancel"), or -1 for a saga's command. */
+static int
+tcc_phase(const char *action)
+{
+        for (int p = EVENTS_TCC_TRY; p <= EVENTS_TCC_CANCEL; p++) {
+                if (strcmp(action, events_tcc_phase_name((events_tcc_phase) p)) == 0) {
+                        return p;
+                }
+        }
+        return -1;
+}
+
+/* One TCC phase of a branch, in process: what SagaParticipant/Run runs for mode tcc. */
+static rpc_status
+tcc_command(db_conn *db, int step, events_tcc_phase phase, const Mercato__Event__V1__SagaOrder *so,
+    txn_outcome *out, bool *ret_duplicate)
+{
+        switch (step) {
+        case 1:
+                return product_tcc(db, so, phase, SVC_STEP_OK, out, ret_duplicate);
+        case 2:
+                return user_tcc(db, so, phase, SVC_STEP_OK, SVC_STEP_OK, out, ret_duplicate);
+        default:
+                return payment_tcc(db, so, phase, SVC_STEP_OK, out, ret_duplicate);
+        }
+}
+
 /* The orchestrator's command, in process: what SagaParticipant/Run runs, on the client's
- * connection to the participant's database. */
+ * connection to the participant's database: a saga's step or compensation, or a TCC phase
+ * (an order of mode tcc). */
 static order_orch_cmd
 orch_command(void *arg, int step, const char *action, const Mercato__Event__V1__SagaOrder *so,
     int64_t timeout_ms, order_orch_answer *a)
@@ -1062,24 +1103,23 @@ orch_command(void *arg, int step, const char *action, const Mercato__Event__V1__
         client *c = arg;
         db_conn *db = c->db[roles[step - 1]];
         bool forward = strcmp(action, order_orch_step_name(step)) == 0;
+        int phase = tcc_phase(action);
         bool duplicate = false;
         txn_outcome out;
         rpc_status st;
 
         (void) timeout_ms;
-        switch (step) {
-        case 1:
+        if (phase >= 0) {
+                st = tcc_command(db, step, (events_tcc_phase) phase, so, &out, &duplicate);
+        } else if (step == 1) {
                 st = forward ? product_orch_reserve(db, so, SVC_STEP_OK, &out, &duplicate)
                              : product_orch_release(db, so, &out, &duplicate);
-                break;
-        case 2:
+        } else if (step == 2) {
                 st = forward ? user_orch_debit(db, so, SVC_STEP_OK, SVC_STEP_OK, &out, &duplicate)
                              : user_orch_refund(db, so, &out, &duplicate);
-                break;
-        default:
+        } else {
                 st = forward ? payment_orch_capture(db, so, SVC_STEP_OK, &out, &duplicate)
                              : payment_orch_refund(db, so, &out, &duplicate);
-                break;
         }
         if (st != RPC_OK) {
                 snprintf(a->error, sizeof(a->error), "%s: %s: %s", action, rpc_status_name(st),
@@ -1104,11 +1144,14 @@ orch_completed(void *arg)
 }
 
 /* The moves of one saga the orchestrator makes at most: three steps, three compensations,
- * the end, and room for the odd retry of an aborted transaction. */
+ * the end, and room for the odd retry of an aborted transaction. A TCC order makes at most
+ * three tries, the decision, three confirms (or cancels) and the end. */
 #define REPLAY_ORCH_MOVES 32
 
+/* An order of mode orchestration or tcc (mode), driven to its end by the orchestrator's
+ * moves, as order_orch_place and its driver do. */
 static rpc_status
-place_orch(client *c, order_request *r, order_out *out)
+place_orch(client *c, order_request *r, order_mode mode, order_out *out)
 {
         db_conn *odb = c->db[R_ORDER];
         int64_t total = 0;
@@ -1126,7 +1169,7 @@ place_orch(client *c, order_request *r, order_out *out)
                 .items = r->lines,
                 .n_items = r->n_lines,
                 .total = total,
-                .mode = ORDER_MODE_ORCHESTRATION,
+                .mode = mode,
                 .status = ORDER_PENDING,
                 .idempotency_key = r->idempotency_key,
         };
@@ -1252,7 +1295,10 @@ client_thread(void *arg)
                         st = place_tpc(c, &r, &out);
                         break;
                 case MODE_ORCH:
-                        st = place_orch(c, &r, &out);
+                        st = place_orch(c, &r, ORDER_MODE_ORCHESTRATION, &out);
+                        break;
+                case MODE_TCC:
+                        st = place_orch(c, &r, ORDER_MODE_TCC, &out);
                         break;
                 case MODE_MONO:
                 default:
@@ -1380,6 +1426,7 @@ start_relays(replay *rp)
                 return st;
         case MODE_TPC:
         case MODE_ORCH:
+        case MODE_TCC:
                 return relay_start(rp, R_ORDER, false, &rp->relays[R_ORDER]);
         case MODE_MONO:
         default:
@@ -1408,9 +1455,11 @@ bench_replay_run(const replay_opts *o, replay_result *ret, char *err, size_t err
                 rp.mode = MODE_MONO;
         } else if (strcmp(o->mode, "orchestration") == 0) {
                 rp.mode = MODE_ORCH;
+        } else if (strcmp(o->mode, "tcc") == 0) {
+                rp.mode = MODE_TCC;
         } else {
-                snprintf(err, errlen, "unknown mode '%s' (saga, 2pc, monolith or orchestration)",
-                    o->mode);
+                snprintf(err, errlen,
+                    "unknown mode '%s' (saga, 2pc, monolith, orchestration or tcc)", o->mode);
                 return RPC_INVALID_ARGUMENT;
         }
         if (mkdtemp(dir) == NULL) {
@@ -1434,13 +1483,19 @@ bench_replay_run(const replay_opts *o, replay_result *ret, char *err, size_t err
         if (st == RPC_OK && rp.mode == MODE_TPC) {
                 db_conn *db = NULL;
                 st = role_connect(rp.conninfo[R_ORDER], R_ORDER, &db, err, errlen);
-                if (st == RPC_OK) {
+                /* With high ids, an epoch among the numbers a script reads as ids
+                 * (pgscript.c: [10^15, 5 10^15) and its own above) would be rewritten in
+                 * the GIDs: drawn again until it lies outside them. */
+                for (int draw = 0; st == RPC_OK && draw < REPLAY_EPOCH_DRAWS; draw++) {
                         st = txn_tpc_next_epoch(db, REPLAY_COORDINATOR, &rp.epoch);
                         if (st != RPC_OK) {
                                 snprintf(err, errlen, "epoch: %s", db_errmsg(db));
+                        } else if (!o->high_ids || rp.epoch < REPLAY_EPOCH_AVOID_MIN
+                            || rp.epoch >= REPLAY_EPOCH_AVOID_MAX) {
+                                break;
                         }
-                        db_close(db);
                 }
+                db_close(db);
         }
         rp.n_clients = o->clients;
         rp.clients = rpc_xcalloc((size_t) o->clients, sizeof(*rp.clients));
@@ -1608,7 +1663,7 @@ static void
 usage(FILE *f)
 {
         fprintf(f,
-            "usage: mercato-bench replay --mode saga|2pc|monolith|orchestration\n"
+            "usage: mercato-bench replay --mode saga|2pc|monolith|orchestration|tcc\n"
             "       [--conf FILE] [--clients N] [--duration S] [--warmup S] [--keyed]\n"
             "       [--products P] [--users U] [--hot-fraction F] [--fail-fraction F]\n"
             "       [--seed N] [--stock N] [--balance N] [--json]\n"
@@ -1619,7 +1674,7 @@ usage(FILE *f)
             "It runs on \"<dbname>_replay\" twins of the topology's databases (created, migrated\n"
             "and seeded every run), never on the services' own.\n"
             "\n"
-            "  --mode M        saga, 2pc, monolith or orchestration (required)\n"
+            "  --mode M        saga, 2pc, monolith, orchestration or tcc (required)\n"
             "  --conf FILE     the topology (default: $MERCATO_CONF, else deploy/local.conf)\n"
             "  --clients N     closed-loop client threads (default 16)\n"
             "  --duration S    measured seconds (default 10)\n"

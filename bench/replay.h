@@ -17,7 +17,7 @@
 
 typedef struct replay_opts {
         const rpc_conf *conf;    /* the topology: each service's [x] db and [monolith] db */
-        const char *mode;        /* "saga", "2pc" or "monolith" */
+        const char *mode;        /* "saga", "2pc", "monolith", "orchestration", "tcc" */
         const bench_workload *w; /* the order mix (finished with bench_workload_finish) */
         int clients;             /* closed-loop client threads, one connection set each */
         double warmup_s, duration_s;

@@ -135,13 +135,16 @@ report_table(const mode_result *r, size_t n)
                 if (m->observed) {
                         printf("  observers: %llu reads judged, %llu dirty (%llu balance, %llu "
                                "stock) from %llu cancelled orders, visible p50 %.2f ms max %.2f "
-                               "ms; %llu of %llu order reads saw one PENDING\n",
+                               "ms; totals: %llu of %llu dirty; %llu of %llu order reads saw one "
+                               "PENDING\n",
                             (unsigned long long) m->obs.reads,
                             (unsigned long long) m->obs.dirty_reads,
                             (unsigned long long) m->obs.dirty_balance,
                             (unsigned long long) m->obs.dirty_stock,
                             (unsigned long long) m->obs.dirty_orders, m->obs.visible_p50_ms,
-                            m->obs.visible_max_ms, (unsigned long long) m->obs.pending_seen,
+                            m->obs.visible_max_ms, (unsigned long long) m->obs.dirty_total,
+                            (unsigned long long) m->obs.total_reads,
+                            (unsigned long long) m->obs.pending_seen,
                             (unsigned long long) m->obs.order_reads);
                 }
                 if (m->has_replay) {
@@ -202,13 +205,15 @@ mode_json(const mode_result *m)
         json_object_set_new(
             o, "cancelled_participant_error", json_integer((json_int_t) m->participant_errors));
         json_object_set_new(o, "observers",
-            m->observed ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I}", "reads",
-                (json_int_t) m->obs.reads, "unjudged", (json_int_t) m->obs.unjudged, "dirty_reads",
-                (json_int_t) m->obs.dirty_reads, "dirty_balance", (json_int_t) m->obs.dirty_balance,
-                "dirty_stock", (json_int_t) m->obs.dirty_stock, "dirty_orders",
-                (json_int_t) m->obs.dirty_orders, "visible_p50_ms", m->obs.visible_p50_ms,
-                "visible_max_ms", m->obs.visible_max_ms, "order_reads",
-                (json_int_t) m->obs.order_reads, "pending_seen", (json_int_t) m->obs.pending_seen)
+            m->observed ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I}",
+                "reads", (json_int_t) m->obs.reads, "unjudged", (json_int_t) m->obs.unjudged,
+                "dirty_reads", (json_int_t) m->obs.dirty_reads, "dirty_balance",
+                (json_int_t) m->obs.dirty_balance, "dirty_stock", (json_int_t) m->obs.dirty_stock,
+                "total_reads", (json_int_t) m->obs.total_reads, "dirty_total",
+                (json_int_t) m->obs.dirty_total, "dirty_orders", (json_int_t) m->obs.dirty_orders,
+                "visible_p50_ms", m->obs.visible_p50_ms, "visible_max_ms", m->obs.visible_max_ms,
+                "order_reads", (json_int_t) m->obs.order_reads, "pending_seen",
+                (json_int_t) m->obs.pending_seen)
                         : json_null());
         json_object_set_new(o, "dirty_reads",
             m->observed ? json_integer((json_int_t) m->obs.dirty_reads) : json_null());

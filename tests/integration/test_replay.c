@@ -143,7 +143,7 @@ set_mercato_bin(void)
 static void
 test_replay_modes_end_as_built(void **state)
 {
-        static const char *const modes[] = { "saga", "2pc", "monolith", "orchestration" };
+        static const char *const modes[] = { "saga", "2pc", "monolith", "orchestration", "tcc" };
         harness_cluster *hc = harness_cluster_new(MU_SERVICES, NULL);
         bench_workload w;
         rpc_conf *conf = NULL;
@@ -227,7 +227,7 @@ static const struct {
         { "ORDER BY prepared, gid", false },
         /* the saga deadline scan (every saga_scan_ms) */
         { "ceil(extract(? FROM created_at", false },
-        /* the orchestrator's recovery scan (every saga_scan_ms) */
+        /* the orchestrator's recovery scan (every saga_scan_ms), orchestration's and tcc's */
         { "FROM orch_saga WHERE state IN", false },
         /* the coordinator's epoch, drawn once at its start (the order service's may come
          * after the reset; the replay draws its own before) */
@@ -603,8 +603,9 @@ pgbench_compare(const harness_cluster *hc, const replay_opts *ro, bool mono, siz
 static void
 test_replay_statements_equal(void **state)
 {
-        static const Mercato__Order__V1__Mode modes[] = { MU_SAGA, MU_TPC, MU_MONO, MU_ORCH };
-        static const char *const names[] = { "saga", "2pc", "monolith", "orchestration" };
+        static const Mercato__Order__V1__Mode modes[]
+            = { MU_SAGA, MU_TPC, MU_MONO, MU_ORCH, MU_TCC };
+        static const char *const names[] = { "saga", "2pc", "monolith", "orchestration", "tcc" };
         bench_workload w;
         svc_seed seed;
         bench_order orders[200];
