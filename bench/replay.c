@@ -1189,10 +1189,12 @@ place_orch(client *c, order_request *r, order_mode mode, order_out *out)
                 .call_timeout_ms = REPLAY_SAGA_WAIT_MS,
                 .stuck_after = 5,
         };
+        order_orch_saga g = { 0 }; /* as the order service drives: the log read once */
         for (int i = 0; i < REPLAY_ORCH_MOVES && st == RPC_OK && !terminal; i++) {
                 int64_t wait = 0;
 
-                st = order_orch_move(odb, &d, &order, REPLAY_SAGA_WAIT_MS, &wait, &terminal, &rec);
+                st = order_orch_move(
+                    odb, &d, &order, REPLAY_SAGA_WAIT_MS, &g, &wait, &terminal, &rec);
                 if (st == RPC_OK && wait > 0) {
                         snprintf(c->err, sizeof(c->err), "order %lld: a command must wait",
                             (long long) order_id);

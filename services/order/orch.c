@@ -256,6 +256,7 @@ typedef enum drive_end {
 static drive_end
 drive(db_conn *db, int64_t order_id, int64_t until_mono_ms, order_rec *rec, rpc_status *ret_st)
 {
+        order_orch_saga g = { 0 }; /* the log as the moves left it: read once per drive */
         order_rec order;
         rpc_status st;
         drive_end end = DRIVE_LATER;
@@ -269,7 +270,7 @@ drive(db_conn *db, int64_t order_id, int64_t until_mono_ms, order_rec *rec, rpc_
                 int64_t budget
                     = until_mono_ms > 0 ? until_mono_ms - rpc_now_mono_ms() : ORCH_CALL_TIMEOUT_MS;
 
-                st = order_orch_move(db, &orch.driver, &order, budget, &wait, &terminal, rec);
+                st = order_orch_move(db, &orch.driver, &order, budget, &g, &wait, &terminal, rec);
                 if (terminal) {
                         end = DRIVE_TERMINAL;
                         break;

@@ -488,12 +488,12 @@ next_backward(const order_orch_saga *g)
 }
 
 /* Reports a saga that just became stuck: a second-phase command (action) sent stuck_after
- * times. */
+ * times (this was send number `sends`). */
 static void
-note_stuck(const order_orch_driver *d, const order_orch_saga *g, int i, const char *action,
-    const char *error)
+note_stuck(const order_orch_driver *d, const order_orch_saga *g, int i, int sends,
+    const char *action, const char *error)
 {
-        if (g->steps[i].compensations + 1 == d->stuck_after) {
+        if (sends == d->stuck_after) {
                 fprintf(stderr,
                     "mercato-order: saga of order %lld stuck: %s of step %s sent %d times: %s\n",
                     (long long) g->order_id, action, step_names[i], d->stuck_after, error);
@@ -510,6 +510,30 @@ backoff_ms(int sends, int64_t max)
                 ms *= 2;
         }
         return ms < max ? ms : max;
+}
+
+/* order_orch_step_set of step i (0-based), and on OK the same change in g, the log as this
+ * driver holds it. */
+static rpc_status
+set_step(db_conn *db, order_orch_saga *g, int i, order_orch_step_state state, bool sent,
+    const char *last_error)
+{
+        order_orch_step *s = &g->steps[i];
+        rpc_status st = order_orch_step_set(db, g->order_id, i + 1, state, sent, last_error);
+
+        if (st != RPC_OK) {
+                return st;
+        }
+        s->state = state;
+        if (sent && (state == ORDER_ORCH_COMPENSATING || state == ORDER_ORCH_CONFIRMING)) {
+                s->compensations++;
+        } else if (sent) {
+                s->attempts++;
+        }
+        if (last_error != NULL) {
+                snprintf(s->last_error, sizeof(s->last_error), "%s", last_error);
+        }
+        return RPC_OK;
 }
 
 /* What a command does: a step forward, its compensation (a cancel, in tcc), or a confirm. */
@@ -579,10 +603,11 @@ next_confirm(const order_orch_saga *g)
         return i;
 }
 
-/* Ends the saga (complete, from state `from`): *ret_terminal and *rec once it did. */
+/* Ends the saga (complete, from state `from`): *ret_terminal and *rec once it did;
+ * *ret_stale when another driver ended it meanwhile. */
 static rpc_status
 end(db_conn *db, const order_orch_driver *d, const order_orch_saga *g, bool complete,
-    order_orch_state from, bool *ret_terminal, order_rec *rec)
+    order_orch_state from, bool *ret_terminal, bool *ret_stale, order_rec *rec)
 {
         rpc_status st;
 
@@ -594,7 +619,8 @@ end(db_conn *db, const order_orch_driver *d, const order_orch_saga *g, bool comp
                         d->completed(d->arg);
                 }
         }
-        /* FAILED_PRECONDITION: another driver ended it; the next move sees how. */
+        /* FAILED_PRECONDITION: another driver ended it; the next move reads how. */
+        *ret_stale = st == RPC_FAILED_PRECONDITION;
         return st == RPC_FAILED_PRECONDITION ? RPC_OK : st;
 }
 
@@ -602,8 +628,8 @@ end(db_conn *db, const order_orch_driver *d, const order_orch_saga *g, bool comp
  * sent in state `sending`, sent, and recorded `done` once answered; else sent again after
  * the backoff, for ever, with a report once it was sent stuck_after times. */
 static rpc_status
-second_phase(db_conn *db, const order_orch_driver *d, const order_rec *order,
-    const order_orch_saga *g, int i, cmd_kind kind, int64_t budget, int64_t *ret_wait)
+second_phase(db_conn *db, const order_orch_driver *d, const order_rec *order, order_orch_saga *g,
+    int i, cmd_kind kind, int64_t budget, int64_t *ret_wait)
 {
         order_orch_step_state sending
             = kind == CMD_CONFIRM ? ORDER_ORCH_CONFIRMING : ORDER_ORCH_COMPENSATING;
@@ -616,7 +642,8 @@ second_phase(db_conn *db, const order_orch_driver *d, const order_rec *order,
                 *ret_wait = 1;
                 return RPC_OK;
         }
-        st = order_orch_step_set(db, g->order_id, i + 1, sending, true, NULL);
+        int sends = g->steps[i].compensations + 1;
+        st = set_step(db, g, i, sending, true, NULL);
         if (st != RPC_OK) {
                 return st;
         }
@@ -624,47 +651,43 @@ second_phase(db_conn *db, const order_orch_driver *d, const order_rec *order,
         if (command(d, i + 1, kind, order, g->discount,
                 budget < d->call_timeout_ms ? budget : d->call_timeout_ms, &a)
             == ORDER_ORCH_CMD_DONE) {
-                return order_orch_step_set(db, g->order_id, i + 1, done, false, "");
+                return set_step(db, g, i, done, false, "");
         }
-        note_stuck(d, g, i, action_of(order->mode == ORDER_MODE_TCC, kind, i + 1), a.error);
-        *ret_wait = backoff_ms(g->steps[i].compensations + 1, ORCH_BACKOFF_MAX_MS);
-        return order_orch_step_set(db, g->order_id, i + 1, sending, false, a.error);
+        note_stuck(d, g, i, sends, action_of(order->mode == ORDER_MODE_TCC, kind, i + 1), a.error);
+        *ret_wait = backoff_ms(sends, ORCH_BACKOFF_MAX_MS);
+        return set_step(db, g, i, sending, false, a.error);
 }
 
-rpc_status
-order_orch_move(db_conn *db, const order_orch_driver *d, const order_rec *order, int64_t budget_ms,
-    int64_t *ret_wait, bool *ret_terminal, order_rec *rec)
+/* One move on g, the log as this driver holds it (order_orch_move). *ret_stale: the move
+ * changed the log in a way g does not follow (a turn backward, an end); read it again. */
+static rpc_status
+move(db_conn *db, const order_orch_driver *d, const order_rec *order, int64_t budget,
+    order_orch_saga *g, int64_t *ret_wait, bool *ret_terminal, bool *ret_stale, order_rec *rec)
 {
         bool tcc = order->mode == ORDER_MODE_TCC;
-        int64_t budget = budget_ms;
-        order_orch_saga g;
         order_orch_answer a;
         rpc_status st;
         int i;
 
-        *ret_wait = 0;
-        *ret_terminal = false;
-        st = order_orch_load(db, order->order_id, &g);
-        if (st != RPC_OK) {
-                return st;
-        }
-        if (g.state == ORDER_ORCH_COMPLETED || g.state == ORDER_ORCH_CANCELLED) {
+        if (g->state == ORDER_ORCH_COMPLETED || g->state == ORDER_ORCH_CANCELLED) {
                 *ret_terminal = true;
                 return order_store_get(db, order->order_id, rec);
         }
-        if (g.state == ORDER_ORCH_DECIDED) {
+        if (g->state == ORDER_ORCH_DECIDED) {
                 /* Decided: no deadline holds any more, every confirm is sent until done. */
-                i = next_confirm(&g);
+                i = next_confirm(g);
                 if (i == ORDER_ORCH_STEPS) {
-                        return end(db, d, &g, true, ORDER_ORCH_DECIDED, ret_terminal, rec);
+                        return end(
+                            db, d, g, true, ORDER_ORCH_DECIDED, ret_terminal, ret_stale, rec);
                 }
-                return second_phase(db, d, order, &g, i, CMD_CONFIRM, budget, ret_wait);
+                return second_phase(db, d, order, g, i, CMD_CONFIRM, budget, ret_wait);
         }
-        if (g.state == ORDER_ORCH_FORWARD) {
-                if (g.deadline_in_ms <= 0) {
-                        return order_orch_backward(db, g.order_id, 0, "timeout", NULL, NULL);
+        if (g->state == ORDER_ORCH_FORWARD) {
+                if (g->deadline_in_ms <= 0) {
+                        *ret_stale = true;
+                        return order_orch_backward(db, g->order_id, 0, "timeout", NULL, NULL);
                 }
-                i = next_forward(&g);
+                i = next_forward(g);
                 if (i == ORDER_ORCH_STEPS) {
                         svc_step_result sw = d->complete_sw;
                         order_failure f;
@@ -672,52 +695,93 @@ order_orch_move(db_conn *db, const order_orch_driver *d, const order_rec *order,
                         if (sw == SVC_STEP_FAIL) {
                                 order_failure_set(&f, "order", RPC_INTERNAL,
                                     "order.complete failed (step switch)");
+                                *ret_stale = true;
                                 return order_orch_backward(
-                                    db, g.order_id, 0, ORDER_REASON_PARTICIPANT_ERROR, &f, NULL);
+                                    db, g->order_id, 0, ORDER_REASON_PARTICIPANT_ERROR, &f, NULL);
                         }
                         if (sw == SVC_STEP_TIMEOUT) {
-                                *ret_wait = g.deadline_in_ms + 1;
+                                *ret_wait = g->deadline_in_ms + 1;
                                 return RPC_OK;
                         }
                         if (!tcc) {
-                                return end(db, d, &g, true, ORDER_ORCH_FORWARD, ret_terminal, rec);
+                                return end(db, d, g, true, ORDER_ORCH_FORWARD, ret_terminal,
+                                    ret_stale, rec);
                         }
                         point(d, "decide", 0);
-                        st = order_orch_confirm(db, g.order_id);
+                        st = order_orch_confirm(db, g->order_id);
+                        if (st == RPC_OK) {
+                                g->state = ORDER_ORCH_DECIDED;
+                        }
+                        *ret_stale = st != RPC_OK;
                         return st == RPC_FAILED_PRECONDITION ? RPC_OK : st;
                 }
                 if (budget <= 0) {
                         *ret_wait = 1;
                         return RPC_OK;
                 }
-                st = order_orch_step_set(db, g.order_id, i + 1, ORDER_ORCH_SENT, true, NULL);
+                int sends = g->steps[i].attempts + 1;
+                st = set_step(db, g, i, ORDER_ORCH_SENT, true, NULL);
                 if (st != RPC_OK) {
                         return st;
                 }
                 point(d, "sent", i + 1);
-                int64_t t
-                    = g.deadline_in_ms < d->call_timeout_ms ? g.deadline_in_ms : d->call_timeout_ms;
+                int64_t t = g->deadline_in_ms < d->call_timeout_ms ? g->deadline_in_ms
+                                                                   : d->call_timeout_ms;
                 t = t < budget ? t : budget;
-                switch (command(d, i + 1, CMD_STEP, order, g.discount, t, &a)) {
+                switch (command(d, i + 1, CMD_STEP, order, g->discount, t, &a)) {
                 case ORDER_ORCH_CMD_DONE:
-                        return i == 1 ? order_orch_step_done(db, g.order_id, i + 1, a.discount)
-                                      : order_orch_step_set(
-                                          db, g.order_id, i + 1, ORDER_ORCH_DONE, false, "");
+                        if (i != 1) {
+                                return set_step(db, g, i, ORDER_ORCH_DONE, false, "");
+                        }
+                        st = order_orch_step_done(db, g->order_id, i + 1, a.discount);
+                        if (st == RPC_OK) {
+                                g->steps[i].state = ORDER_ORCH_DONE;
+                                g->steps[i].last_error[0] = '\0';
+                                g->discount = a.discount;
+                        }
+                        return st;
                 case ORDER_ORCH_CMD_REFUSED:
-                        return order_orch_backward(db, g.order_id, i + 1, a.reason, NULL, a.error);
+                        *ret_stale = true;
+                        return order_orch_backward(db, g->order_id, i + 1, a.reason, NULL, a.error);
                 case ORDER_ORCH_CMD_ERROR:
-                        return order_orch_backward(db, g.order_id, i + 1,
+                        *ret_stale = true;
+                        return order_orch_backward(db, g->order_id, i + 1,
                             ORDER_REASON_PARTICIPANT_ERROR, &a.failure, a.error);
                 case ORDER_ORCH_CMD_RETRY:
                 default:
-                        *ret_wait = backoff_ms(g.steps[i].attempts + 1, ORCH_BACKOFF_MAX_MS);
-                        return order_orch_step_set(
-                            db, g.order_id, i + 1, ORDER_ORCH_SENT, false, a.error);
+                        *ret_wait = backoff_ms(sends, ORCH_BACKOFF_MAX_MS);
+                        return set_step(db, g, i, ORDER_ORCH_SENT, false, a.error);
                 }
         }
-        i = next_backward(&g);
+        i = next_backward(g);
         if (i < 0) {
-                return end(db, d, &g, false, ORDER_ORCH_BACKWARD, ret_terminal, rec);
+                return end(db, d, g, false, ORDER_ORCH_BACKWARD, ret_terminal, ret_stale, rec);
         }
-        return second_phase(db, d, order, &g, i, CMD_UNDO, budget, ret_wait);
+        return second_phase(db, d, order, g, i, CMD_UNDO, budget, ret_wait);
+}
+
+rpc_status
+order_orch_move(db_conn *db, const order_orch_driver *d, const order_rec *order, int64_t budget_ms,
+    order_orch_saga *g, int64_t *ret_wait, bool *ret_terminal, order_rec *rec)
+{
+        bool stale = false;
+        rpc_status st;
+
+        *ret_wait = 0;
+        *ret_terminal = false;
+        if (g->order_id != order->order_id) {
+                st = order_orch_load(db, order->order_id, g);
+                if (st != RPC_OK) {
+                        g->order_id = 0;
+                        return st;
+                }
+                g->deadline_mono_ms = rpc_now_mono_ms() + g->deadline_in_ms;
+        } else {
+                g->deadline_in_ms = g->deadline_mono_ms - rpc_now_mono_ms();
+        }
+        st = move(db, d, order, budget_ms, g, ret_wait, ret_terminal, &stale, rec);
+        if (st != RPC_OK || stale || *ret_terminal) {
+                g->order_id = 0; /* read it again next time */
+        }
+        return st;
 }

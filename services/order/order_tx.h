@@ -143,8 +143,9 @@ typedef struct order_orch_saga {
         order_orch_state state;
         char reason[65];
         int64_t discount;
-        order_failure failure;  /* set when reason is participant_error */
-        int64_t deadline_in_ms; /* until the deadline by the database's clock; <= 0: passed */
+        order_failure failure;    /* set when reason is participant_error */
+        int64_t deadline_in_ms;   /* until the deadline by the database's clock; <= 0: passed */
+        int64_t deadline_mono_ms; /* the deadline on this process's monotonic clock (a move's) */
         order_orch_step steps[ORDER_ORCH_STEPS];
 } order_orch_saga;
 
@@ -200,7 +201,8 @@ const char *order_orch_undo_name(int step);
  * with *ret_terminal and *rec (the order as it ended; order_rec_fini it), or with *ret_wait,
  * the backoff before the next move (0: move again now); else the database's status. */
 rpc_status order_orch_move(db_conn *db, const order_orch_driver *d, const order_rec *order,
-    int64_t budget_ms, int64_t *ret_wait, bool *ret_terminal, order_rec *rec) RPC_WARN_UNUSED;
+    int64_t budget_ms, order_orch_saga *g, int64_t *ret_wait, bool *ret_terminal,
+    order_rec *rec) RPC_WARN_UNUSED;
 
 /* Reads a saga's log. NOT_FOUND if the order has none. */
 rpc_status order_orch_load(db_conn *db, int64_t order_id, order_orch_saga *ret) RPC_WARN_UNUSED;
