@@ -709,6 +709,24 @@ finished_gid(const rec_tx *t)
         return NULL;
 }
 
+/* Before statement k's \aset: its numeric variables set to 0, which no row holds. A
+ * claim that the recording ran in real time can find nothing due when the script runs it
+ * back to back (a retried delivery still in its backoff); \aset then sets nothing, and the
+ * later statements that read the variable would abort the script. With the fallback they
+ * run and match no row. (A UUID cannot be \set; those come from the outbox's own insert.) */
+static void
+set_fallbacks(writer *w, FILE *f, const rec_stmt *s, size_t k)
+{
+        for (int c = 0; c < s->ncols; c++) {
+                const fresh *fr = s->row[c] != NULL ? fresh_find(w, s->row[c]) : NULL;
+
+                if (fr != NULL && fr->source == k && fr->used
+                    && !is_uuid(s->row[c], strlen(s->row[c]))) {
+                        fprintf(f, "\\set m%zu_%s 0\n", k, s->cols[c]);
+                }
+        }
+}
+
 /* Writes transaction j, whose first statement is the k-th of the database. */
 static void
 write_tx(writer *w, FILE *f, size_t j, size_t k)
@@ -721,6 +739,9 @@ write_tx(writer *w, FILE *f, size_t j, size_t k)
                         put_text(w, f, s->sql, false);
                         fputs(";\n", f);
                         continue;
+                }
+                if (w->aset[k]) {
+                        set_fallbacks(w, f, s, k);
                 }
                 fprintf(f, "EXECUTE %s%s", s->name, s->n > 0 ? "(" : "");
                 for (int p = 0; p < s->n; p++) {
