@@ -346,7 +346,8 @@ payment_count(int64_t order_id, const char *status)
 static void
 public_reads(int64_t *stock, int64_t *stock_available, int64_t *balance, int64_t *balance_available)
 {
-        Mercato__Product__V1__GetProductRequest pr = MERCATO__PRODUCT__V1__GET_PRODUCT_REQUEST__INIT;
+        Mercato__Product__V1__GetProductRequest pr
+            = MERCATO__PRODUCT__V1__GET_PRODUCT_REQUEST__INIT;
         Mercato__User__V1__GetBalanceRequest br = MERCATO__USER__V1__GET_BALANCE_REQUEST__INIT;
         rpc_client *c = mu_client(g_mc->hc, "product");
         ProtobufCMessage *resp = NULL;
@@ -366,8 +367,9 @@ public_reads(int64_t *stock, int64_t *stock_available, int64_t *balance, int64_t
         rpc_client_free(c);
         c = mu_client(g_mc->hc, "user");
         br.user_id = 5;
-        assert_int_equal(ou_call(c, "/mercato.user.v1.UserService/GetBalance", &br.base,
-                             &mercato__user__v1__balance__descriptor, &resp, false, msg, sizeof(msg)),
+        assert_int_equal(
+            ou_call(c, "/mercato.user.v1.UserService/GetBalance", &br.base,
+                &mercato__user__v1__balance__descriptor, &resp, false, msg, sizeof(msg)),
             RPC_OK);
         *balance = ((const Mercato__User__V1__Balance *) resp)->balance;
         *balance_available = ((const Mercato__User__V1__Balance *) resp)->available;
