@@ -1598,11 +1598,50 @@ ck_check_orders(ck_set *s)
         }
 }
 
-/* What an unknown order left behind, by order id. */
-typedef struct ck_orphan {
+/* The state of an order a violation names: "no such order", "completed" or "cancelled". */
+static const char *
+ck_order_state(const ck_set *s, int64_t order_id)
+{
+        const ck_order *o = ck_order_find(s, order_id);
+
+        if (o == NULL) {
+                return "no such order";
+        }
+        return o->status == CK_COMPLETED ? "completed" : "cancelled";
+}
+
+/* An effect row and the order it names: what an unknown order left behind (CK_ORPHAN_*),
+ * or what a TCC try left set aside (CK_ASIDE_*). */
+typedef struct ck_effect {
         int64_t order_id;
-        unsigned what; /* CK_ORPHAN_* bits */
-} ck_orphan;
+        unsigned what; /* one bit of the kind; several once merged */
+} ck_effect;
+
+/* Sorts list by order, and reports each order once, naming its kinds of effect (names[b]
+ * for bit 1 << b, four of them) and its state: "no such order", "completed", ... */
+static void
+ck_report_effects(
+    const ck_set *s, ck_result *r, ck_effect *list, size_t n, const char *const names[4])
+{
+        ck_sort(list, n, sizeof(ck_effect));
+        for (size_t i = 0; i < n;) {
+                unsigned what = 0;
+                size_t e = i;
+                char why[CK_WHY_LEN] = "";
+                while (e < n && list[e].order_id == list[i].order_id) {
+                        what |= list[e].what;
+                        e++;
+                }
+                for (int b = 0; b < 4; b++) {
+                        if (what & (1u << b)) {
+                                ck_append(why, sizeof(why), "%s", names[b]);
+                        }
+                }
+                ck_violation_id(r, list[i].order_id, "order %lld (%s): %s",
+                    (long long) list[i].order_id, ck_order_state(s, list[i].order_id), why);
+                i = e;
+        }
+}
 
 enum {
         CK_ORPHAN_STOCK = 1u,   /* held/sold reservations */
@@ -1611,18 +1650,21 @@ enum {
         CK_ORPHAN_COUPON = 8u,  /* a used coupon */
 };
 
+static const char *const orphan_names[4]
+    = { "stock held/sold", "net debit", "captured payment", "used coupon" };
+
 static void
 ck_check_orphans(ck_set *s)
 {
         ck_result *r = &s->res[CK_INV_ORPHANS];
         size_t cap = s->n_resv + s->n_entries + s->n_payments + s->n_uses;
-        ck_orphan *list = ck_rows((int) cap, sizeof(ck_orphan));
+        ck_effect *list = ck_rows((int) cap, sizeof(ck_effect));
         size_t n = 0;
 
         r->checked = (int64_t) cap;
         for (size_t i = 0; i < s->n_resv; i++) {
                 if (ck_holds(s->resv[i].status) && ck_order_find(s, s->resv[i].order_id) == NULL) {
-                        list[n++] = (ck_orphan) { s->resv[i].order_id, CK_ORPHAN_STOCK };
+                        list[n++] = (ck_effect) { s->resv[i].order_id, CK_ORPHAN_STOCK };
                 }
         }
         for (size_t i = 0; i < s->n_entries;) {
@@ -1632,46 +1674,22 @@ ck_check_orphans(ck_set *s)
                         e++;
                 }
                 if (ck_net_debit(s, id, NULL) != 0 && ck_order_find(s, id) == NULL) {
-                        list[n++] = (ck_orphan) { id, CK_ORPHAN_DEBIT };
+                        list[n++] = (ck_effect) { id, CK_ORPHAN_DEBIT };
                 }
                 i = e;
         }
         for (size_t i = 0; i < s->n_payments; i++) {
                 if (s->payments[i].status == CK_PAY_CAPTURED
                     && ck_order_find(s, s->payments[i].order_id) == NULL) {
-                        list[n++] = (ck_orphan) { s->payments[i].order_id, CK_ORPHAN_PAYMENT };
+                        list[n++] = (ck_effect) { s->payments[i].order_id, CK_ORPHAN_PAYMENT };
                 }
         }
         for (size_t i = 0; i < s->n_uses; i++) {
                 if (ck_order_find(s, s->uses[i].order_id) == NULL) {
-                        list[n++] = (ck_orphan) { s->uses[i].order_id, CK_ORPHAN_COUPON };
+                        list[n++] = (ck_effect) { s->uses[i].order_id, CK_ORPHAN_COUPON };
                 }
         }
-        ck_sort(list, n, sizeof(ck_orphan));
-        for (size_t i = 0; i < n;) {
-                unsigned what = 0;
-                size_t e = i;
-                char why[CK_WHY_LEN] = "";
-                while (e < n && list[e].order_id == list[i].order_id) {
-                        what |= list[e].what;
-                        e++;
-                }
-                if (what & CK_ORPHAN_STOCK) {
-                        ck_append(why, sizeof(why), "stock held/sold");
-                }
-                if (what & CK_ORPHAN_DEBIT) {
-                        ck_append(why, sizeof(why), "net debit");
-                }
-                if (what & CK_ORPHAN_PAYMENT) {
-                        ck_append(why, sizeof(why), "captured payment");
-                }
-                if (what & CK_ORPHAN_COUPON) {
-                        ck_append(why, sizeof(why), "used coupon");
-                }
-                ck_violation_id(r, list[i].order_id, "order %lld (no such order): %s",
-                    (long long) list[i].order_id, why);
-                i = e;
-        }
+        ck_report_effects(s, r, list, n, orphan_names);
         free(list);
 }
 
@@ -1735,29 +1753,15 @@ ck_settled(const ck_set *s, int64_t order_id)
         return o == NULL || o->status == CK_COMPLETED || o->status == CK_CANCELLED;
 }
 
-static const char *
-ck_order_state(const ck_set *s, int64_t order_id)
-{
-        const ck_order *o = ck_order_find(s, order_id);
-
-        if (o == NULL) {
-                return "no such order";
-        }
-        return o->status == CK_COMPLETED ? "completed" : "cancelled";
-}
-
-/* What a TCC try left set aside for an order, by order id. */
-typedef struct ck_aside {
-        int64_t order_id;
-        unsigned what; /* CK_ASIDE_* bits */
-} ck_aside;
-
 enum {
         CK_ASIDE_STOCK = 1u,   /* a tried reservation */
         CK_ASIDE_BALANCE = 2u, /* a frozen balance hold */
         CK_ASIDE_PAYMENT = 4u, /* an authorized payment */
         CK_ASIDE_COUPON = 8u,  /* a held coupon */
 };
+
+static const char *const aside_names[4]
+    = { "stock tried", "balance frozen", "payment authorized", "coupon held" };
 
 /* Per product, held = its tried reservations; stock tried for an unknown product fails. */
 static void
@@ -1821,55 +1825,31 @@ static void
 ck_check_aside(const ck_set *s, ck_result *r)
 {
         size_t cap = s->n_resv + s->n_holds + s->n_payments + s->n_coupon_holds;
-        ck_aside *list = ck_rows((int) cap, sizeof(ck_aside));
+        ck_effect *list = ck_rows((int) cap, sizeof(ck_effect));
         size_t n = 0;
 
         for (size_t i = 0; i < s->n_resv; i++) {
                 if (s->resv[i].status == CK_RESV_TRIED && ck_settled(s, s->resv[i].order_id)) {
-                        list[n++] = (ck_aside) { s->resv[i].order_id, CK_ASIDE_STOCK };
+                        list[n++] = (ck_effect) { s->resv[i].order_id, CK_ASIDE_STOCK };
                 }
         }
         for (size_t i = 0; i < s->n_holds; i++) {
                 if (ck_settled(s, s->holds[i].order_id)) {
-                        list[n++] = (ck_aside) { s->holds[i].order_id, CK_ASIDE_BALANCE };
+                        list[n++] = (ck_effect) { s->holds[i].order_id, CK_ASIDE_BALANCE };
                 }
         }
         for (size_t i = 0; i < s->n_payments; i++) {
                 if (s->payments[i].status == CK_PAY_AUTHORIZED
                     && ck_settled(s, s->payments[i].order_id)) {
-                        list[n++] = (ck_aside) { s->payments[i].order_id, CK_ASIDE_PAYMENT };
+                        list[n++] = (ck_effect) { s->payments[i].order_id, CK_ASIDE_PAYMENT };
                 }
         }
         for (size_t i = 0; i < s->n_coupon_holds; i++) {
                 if (ck_settled(s, s->coupon_holds[i].order_id)) {
-                        list[n++] = (ck_aside) { s->coupon_holds[i].order_id, CK_ASIDE_COUPON };
+                        list[n++] = (ck_effect) { s->coupon_holds[i].order_id, CK_ASIDE_COUPON };
                 }
         }
-        ck_sort(list, n, sizeof(ck_aside));
-        for (size_t i = 0; i < n;) {
-                unsigned what = 0;
-                size_t e = i;
-                char why[CK_WHY_LEN] = "";
-                while (e < n && list[e].order_id == list[i].order_id) {
-                        what |= list[e].what;
-                        e++;
-                }
-                if (what & CK_ASIDE_STOCK) {
-                        ck_append(why, sizeof(why), "stock tried");
-                }
-                if (what & CK_ASIDE_BALANCE) {
-                        ck_append(why, sizeof(why), "balance frozen");
-                }
-                if (what & CK_ASIDE_PAYMENT) {
-                        ck_append(why, sizeof(why), "payment authorized");
-                }
-                if (what & CK_ASIDE_COUPON) {
-                        ck_append(why, sizeof(why), "coupon held");
-                }
-                ck_violation_id(r, list[i].order_id, "order %lld (%s): %s",
-                    (long long) list[i].order_id, ck_order_state(s, list[i].order_id), why);
-                i = e;
-        }
+        ck_report_effects(s, r, list, n, aside_names);
         free(list);
 }
 
