@@ -449,29 +449,41 @@ typedef struct use_args {
         int64_t discount;
 } use_args;
 
+/* The user's coupon taken for order_id by stmt (user_coupon_use: used; user_coupon_try:
+ * held by a TCC try), and *ret_discount on total. FAILED_PRECONDITION when the user does
+ * not hold it in a state to take, NOT_FOUND for no such coupon. */
 static rpc_status
-use_tx(db_conn *db, void *arg)
+coupon_take(db_conn *db, const char *stmt, int64_t user_id, int64_t coupon_id, int64_t order_id,
+    int64_t total, int64_t *ret_discount)
 {
-        use_args *a = arg;
         DB_RES_CLEANUP PGresult *res = NULL;
         db_params p;
         rpc_status st;
 
         db_params_init(&p);
-        db_params_i64(&p, a->user_id);
-        db_params_i64(&p, a->coupon_id);
-        db_params_i64(&p, a->order_id);
-        st = db_exec(db, "user_coupon_use", &p, &res);
+        db_params_i64(&p, user_id);
+        db_params_i64(&p, coupon_id);
+        db_params_i64(&p, order_id);
+        st = db_exec(db, stmt, &p, &res);
         if (st != RPC_OK) {
                 return st;
         }
         if (db_rows(res) == 0) {
-                st = exists(db, "user_coupon_exists", a->coupon_id);
+                st = exists(db, "user_coupon_exists", coupon_id);
                 return st == RPC_OK ? RPC_FAILED_PRECONDITION : st;
         }
-        a->discount
-            = user_discount(kind_from_text(db_get_str(res, 0, 0)), db_get_i64(res, 0, 1), a->total);
+        *ret_discount
+            = user_discount(kind_from_text(db_get_str(res, 0, 0)), db_get_i64(res, 0, 1), total);
         return RPC_OK;
+}
+
+static rpc_status
+use_tx(db_conn *db, void *arg)
+{
+        use_args *a = arg;
+
+        return coupon_take(
+            db, "user_coupon_use", a->user_id, a->coupon_id, a->order_id, a->total, &a->discount);
 }
 
 rpc_status
@@ -562,33 +574,6 @@ user_store_refund(db_conn *db, int64_t order_id)
         return db_exec(db, "user_refund", &p, NULL);
 }
 
-/* The coupon of order_id's try, held: *ret_discount on total. FAILED_PRECONDITION when the
- * user does not hold it unused and free, NOT_FOUND for no such coupon. */
-static rpc_status
-coupon_try(db_conn *db, int64_t user_id, int64_t coupon_id, int64_t order_id, int64_t total,
-    int64_t *ret_discount)
-{
-        DB_RES_CLEANUP PGresult *res = NULL;
-        db_params p;
-        rpc_status st;
-
-        db_params_init(&p);
-        db_params_i64(&p, user_id);
-        db_params_i64(&p, coupon_id);
-        db_params_i64(&p, order_id);
-        st = db_exec(db, "user_coupon_try", &p, &res);
-        if (st != RPC_OK) {
-                return st;
-        }
-        if (db_rows(res) == 0) {
-                st = exists(db, "user_coupon_exists", coupon_id);
-                return st == RPC_OK ? RPC_FAILED_PRECONDITION : st;
-        }
-        *ret_discount
-            = user_discount(kind_from_text(db_get_str(res, 0, 0)), db_get_i64(res, 0, 1), total);
-        return RPC_OK;
-}
-
 rpc_status
 user_store_try(db_conn *db, int64_t user_id, int64_t coupon_id, int64_t order_id, int64_t total,
     int64_t *ret_discount, const char **ret_what)
@@ -604,7 +589,8 @@ user_store_try(db_conn *db, int64_t user_id, int64_t coupon_id, int64_t order_id
         }
         if (coupon_id > 0) {
                 *ret_what = "coupon";
-                st = coupon_try(db, user_id, coupon_id, order_id, total, &discount);
+                st = coupon_take(
+                    db, "user_coupon_try", user_id, coupon_id, order_id, total, &discount);
                 if (st != RPC_OK) {
                         return st;
                 }
