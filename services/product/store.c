@@ -295,34 +295,36 @@ product_store_try(
         return reserve_with(db, "product_try_one", order_id, items, n, errbuf, errlen);
 }
 
-rpc_status
-product_store_settle(db_conn *db, int64_t order_id, bool confirm, int64_t *ret_rows)
+/* Locks the products of the order's reservations (stmt lock, in id order), then runs stmt
+ * on them: *ret_rows, the products it changed. */
+static rpc_status
+lock_then(db_conn *db, int64_t order_id, const char *lock, const char *stmt, int64_t *ret_rows)
 {
         db_params p;
         rpc_status st;
 
         db_params_init(&p);
         db_params_i64(&p, order_id);
-        st = db_exec(db, "product_tried_lock", &p, NULL);
+        st = db_exec(db, lock, &p, NULL);
         if (st != RPC_OK) {
                 return st;
         }
-        return db_exec_count(db, confirm ? "product_confirm" : "product_cancel", &p, ret_rows);
+        return db_exec_count(db, stmt, &p, ret_rows);
+}
+
+rpc_status
+product_store_settle(db_conn *db, int64_t order_id, bool confirm, int64_t *ret_rows)
+{
+        return lock_then(db, order_id, "product_tried_lock",
+            confirm ? "product_confirm" : "product_cancel", ret_rows);
 }
 
 rpc_status
 product_store_release(db_conn *db, int64_t order_id)
 {
-        db_params p;
-        rpc_status st;
+        int64_t rows = 0;
 
-        db_params_init(&p);
-        db_params_i64(&p, order_id);
-        st = db_exec(db, "product_release_lock", &p, NULL);
-        if (st != RPC_OK) {
-                return st;
-        }
-        return db_exec(db, "product_release", &p, NULL);
+        return lock_then(db, order_id, "product_release_lock", "product_release", &rows);
 }
 
 rpc_status
